@@ -1,0 +1,105 @@
+"""The wire protocol between a caller process and its worker processes.
+
+One definition of every message, used by both sides. A message is a pickled
+tuple in a length-prefixed frame on a Unix stream socket. Every request is
+answered by exactly one reply, so one request costs one round trip.
+
+Request layout: ``(op, setup, close_ids, *args)`` where ``setup`` is a list of
+pool-wide setup entries the worker has not applied yet (functions, pragmas,
+...) or ``None``, and ``close_ids`` lists worker-side cursors to drop first.
+
+Reply layout: ``(True, payload)`` or ``(False, exception)``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+from typing import Any
+
+# Request opcodes.
+OP_EXEC = 1  # cid, sql, params, many, begin, text_factory_key, first_rows
+OP_FETCH = 2  # cid, n
+OP_SCRIPT = 3  # script, commit_first
+OP_END = 4  # "commit" | "rollback"
+OP_CALL = 5  # method name, args: a connection method run in the worker
+OP_NOP = 6  # only applies setup and close_ids
+OP_CLOSE = 7  # close the database connection and exit
+
+# Setup entry kinds: (kind, key, payload).
+SETUP_CALL = "call"  # payload: pickled (method name, args) on the sqlite3 connection
+SETUP_SQL = "sql"  # payload: an SQL statement (connection-scoped pragma, attach...)
+SETUP_TEXT_FACTORY = "tf"  # key: factory id, payload: pickled factory
+SETUP_CONVERTER = "conv"  # payload: pickled (name, converter)
+
+# Rows per reply: the first reply is small so point queries stay cheap; the
+# following ones grow so large results need few round trips but stay bounded.
+FIRST_ROWS = 256
+MAX_CHUNK_ROWS = 8192
+
+_HEADER = struct.Struct("<I")
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class ChannelClosed(EOFError):
+    """The process at the other end of a channel has gone away."""
+
+
+class Channel:
+    """Length-prefixed pickled messages over a connected stream socket."""
+
+    __slots__ = ("sock", "_buf")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = bytearray()
+
+    def send(self, obj: Any) -> None:
+        data = pickle.dumps(obj, _PROTOCOL)
+        try:
+            self.sock.sendall(_HEADER.pack(len(data)) + data)
+        except OSError as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    def recv(self) -> Any:
+        buf = self._buf
+        while len(buf) < 4:
+            self._fill(buf)
+        (size,) = _HEADER.unpack_from(buf)
+        end = 4 + size
+        while len(buf) < end:
+            self._fill(buf, end - len(buf))
+        data = bytes(buf[4:end])
+        del buf[:end]
+        return pickle.loads(data)
+
+    def _fill(self, buf: bytearray, want: int = 0) -> None:
+        try:
+            chunk = self.sock.recv(max(want, 262144))
+        except OSError as exc:
+            raise ChannelClosed(str(exc)) from exc
+        if not chunk:
+            raise ChannelClosed("connection closed by peer")
+        buf += chunk
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def encode_error(exc: BaseException) -> BaseException:
+    """Return ``exc`` if it survives pickling, else a faithful stand-in.
+
+    sqlite3 errors pickle with their ``sqlite_errorcode``/``sqlite_errorname``;
+    arbitrary exceptions from user code may not.
+    """
+    try:
+        pickle.loads(pickle.dumps(exc, _PROTOCOL))
+        return exc
+    except Exception:
+        import sqlite3
+
+        return sqlite3.OperationalError(f"{type(exc).__name__}: {exc}")

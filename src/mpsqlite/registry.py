@@ -1,0 +1,119 @@
+"""The process-wide table of pools: one per database, shared by its connections.
+
+Also owns what must happen to every pool at once: converters registered
+after start, shutdown at interpreter exit, and forgetting the parent's pools
+in a child created by ``os.fork``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import sqlite3
+import threading
+from typing import Any, Callable
+
+from . import protocol as p
+from .pool import Pool
+
+_lock = threading.Lock()
+_pools: dict[tuple, Pool] = {}
+_converters: dict[str, Callable[[bytes], Any]] = {}
+_owner_pid = os.getpid()
+
+
+def _dumps(obj: Any) -> bytes:
+    """Pickle by value where plain pickle cannot (lambdas, closures, __main__)."""
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle is a dependency
+        return pickle.dumps(obj, p._PROTOCOL)
+    return cloudpickle.dumps(obj, p._PROTOCOL)
+
+
+def dumps_callable(obj: Any, what: str) -> bytes:
+    """Serialize a user callable for the workers, or say clearly why not."""
+    try:
+        return _dumps(obj)
+    except Exception as exc:
+        raise sqlite3.ProgrammingError(
+            f"{what} {obj!r} cannot be sent to the mpsqlite worker processes: {exc}"
+        ) from exc
+
+
+def register_converter(typename: str, converter: Callable[[bytes], Any]) -> None:
+    """sqlite3.register_converter, also applied in every worker of every pool."""
+    sqlite3.register_converter(typename, converter)
+    blob = dumps_callable((typename, converter), "converter")
+    with _lock:
+        _converters[typename] = converter
+        pools = list(_pools.values())
+    for pool in pools:
+        pool.add_setup((p.SETUP_CONVERTER, typename, blob))
+
+
+def converters_blob() -> bytes:
+    """Converters a new worker must know: mpsqlite's and sqlite3's own registry."""
+    merged = {k: v for k, v in sqlite3.converters.items() if k not in ("DATE", "TIMESTAMP")}
+    merged.update({k.upper(): v for k, v in _converters.items()})
+    return _dumps(list(merged.items()))
+
+
+def get_pool(key: tuple, factory: Callable[[], Pool]) -> Pool:
+    """The live pool for ``key``, created by ``factory`` if there is none."""
+    _check_fork()
+    with _lock:
+        pool = _pools.get(key)
+        if pool is None or pool.closed:
+            pool = factory()
+            _pools[key] = pool
+        pool.refs += 1
+        return pool
+
+
+def put_pool(pool: Pool) -> None:
+    """Drop a connection's reference; private pools die with their connection."""
+    with _lock:
+        pool.refs -= 1
+        done = pool.private and pool.refs <= 0
+        if done and _pools.get(pool.key) is pool:
+            del _pools[pool.key]
+    if done:
+        pool.close()
+
+
+def pool_status() -> list[dict[str, Any]]:
+    """One status dict per live pool in this process (see Pool.status)."""
+    with _lock:
+        pools = list(_pools.values())
+    return [pool.status() for pool in pools]
+
+
+def shutdown() -> None:
+    """Stop every pool in this process; new connections start new pools."""
+    with _lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+def _check_fork() -> None:
+    global _owner_pid
+    if os.getpid() != _owner_pid:
+        _after_fork_in_child()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child never uses its parent's workers (nor keeps them alive)."""
+    global _lock, _owner_pid
+    _owner_pid = os.getpid()
+    _lock = threading.Lock()
+    for pool in list(_pools.values()):
+        pool.forget()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(shutdown)
