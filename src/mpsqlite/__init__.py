@@ -99,6 +99,7 @@ def connect(
     workers: int | None = None,
     wal: bool = True,
     max_write_seconds: float | None = 30.0,
+    local_reads: bool = True,
     driver: str = "sqlite3",
     driver_kwargs: dict[str, Any] | None = None,
 ) -> Connection:
@@ -108,7 +109,9 @@ def connect(
     private databases such as ``:memory:`` always get one), ``wal`` (switch a
     file database to WAL mode, default on), ``max_write_seconds`` (an idle
     transaction holding the writer slot longer than this is rolled back when
-    another writer waits; None disables), ``driver``/``driver_kwargs`` (the
+    another writer waits; None disables), ``local_reads`` (let cheap reads
+    outside a transaction run in the calling thread on a read-only connection,
+    see :mod:`mpsqlite.local`; default on), ``driver``/``driver_kwargs`` (the
     DB-API module the workers use, default ``sqlite3``).
     ``check_same_thread`` defaults to False: sharing is the point.
     """
@@ -126,6 +129,7 @@ def connect(
         workers=workers,
         wal=wal,
         max_write_seconds=max_write_seconds,
+        local_reads=local_reads,
         driver=driver,
         driver_kwargs=driver_kwargs,
     )

@@ -58,12 +58,13 @@ class Connection:
         workers: int | None = None,
         wal: bool = True,
         max_write_seconds: float | None = 30.0,
+        local_reads: bool = True,
         driver: str = "sqlite3",
         driver_kwargs: dict[str, Any] | None = None,
     ) -> None:
         settings = PoolSettings.build(
             database, timeout, detect_types, cached_statements, uri, workers, wal,
-            max_write_seconds, driver, driver_kwargs,
+            max_write_seconds, local_reads, driver, driver_kwargs,
         )
         self._timeout = float(timeout)
         self._lock = threading.RLock()
@@ -107,6 +108,17 @@ class Connection:
                 begin = "BEGIN " + self._isolation_level
             if begin is not None or kind is Kind.WRITE or kind is Kind.BEGIN:
                 return self._run_writer(args, begin)
+        local = self._pool.local
+        if (
+            local is not None
+            and kind is Kind.READ
+            and not many
+            and not local.disabled
+            and sql not in local.heavy
+        ):
+            reply = local.run(self, sql, params, self._text_factory)
+            if reply is not None:
+                return reply, None
         return self._run_reader(args)
 
     def _exec(self, w: WorkerHandle, args: tuple, begin: str | None) -> tuple:
@@ -487,6 +499,8 @@ class Connection:
         for w in list(self._pool.workers):
             if w.current is self:
                 w.interrupt()
+        if self._pool.local is not None:
+            self._pool.local.interrupt(self)
 
     def iterdump(self) -> Iterator[str]:
         """SQL text that recreates the database, as sqlite3's iterdump."""

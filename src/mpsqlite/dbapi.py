@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any
 
 
 def _affinity(decl: str) -> str:

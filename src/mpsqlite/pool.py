@@ -10,7 +10,6 @@ next use, reported to the caller it was serving and replaced.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import socket
 import sqlite3
@@ -20,10 +19,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
 from .gate import WriterGate
+
+if TYPE_CHECKING:
+    from .local import LocalReads
 
 _BOOTSTRAP = (
     "import sys; sys.path[:0] = sys.argv[2:]; "
@@ -183,6 +185,7 @@ class Pool:
         self.restarts = 0
         self.closed = False
         self.refs = 0
+        self.local: LocalReads | None = None
         for _ in range(size):
             w = WorkerHandle(self)
             self.workers.append(w)
@@ -346,6 +349,7 @@ class Pool:
             "statements": sum(w["statements"] for w in workers),
             "errors": sum(w["errors"] for w in workers),
             "restarts": self.restarts,
+            "local_statements": self.local.statements if self.local is not None else 0,
         }
 
     def close(self) -> None:

@@ -12,7 +12,8 @@ import os
 import pickle
 import sqlite3
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import protocol as p
 from .pool import Pool

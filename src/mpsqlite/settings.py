@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .local import LocalReads
 from .pool import Pool
 
 LEGACY_TRANSACTION_CONTROL: int = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
@@ -47,6 +48,7 @@ class PoolSettings:
     connect_args: tuple
     connect_kwargs: tuple
     max_hold: float | None
+    local_reads: bool
 
     @classmethod
     def build(
@@ -59,6 +61,7 @@ class PoolSettings:
         workers: int | None,
         wal: bool,
         max_write_seconds: float | None,
+        local_reads: bool,
         driver: str,
         driver_kwargs: dict[str, Any] | None,
     ) -> PoolSettings:
@@ -101,6 +104,7 @@ class PoolSettings:
             connect_args=(database,),
             connect_kwargs=frozen,
             max_hold=max_write_seconds,
+            local_reads=local_reads,
         )
 
     def make_pool(self) -> Pool:
@@ -114,7 +118,7 @@ class PoolSettings:
                 con.execute("PRAGMA journal_mode=WAL").fetchall()
             finally:
                 con.close()
-        return Pool(
+        pool = Pool(
             self.key,
             self.size,
             driver=self.driver,
@@ -123,3 +127,9 @@ class PoolSettings:
             max_hold=self.max_hold,
             private=self.private,
         )
+        if self.wal and self.local_reads:
+            kw = dict(self.connect_kwargs)
+            pool.local = LocalReads(
+                pool, self.connect_args[0], kw["uri"], kw["detect_types"], kw["timeout"]
+            )
+        return pool
