@@ -100,6 +100,7 @@ def connect(
     wal: bool = True,
     max_write_seconds: float | None = 30.0,
     local_reads: bool = True,
+    group_commit: bool = True,
     driver: str = "sqlite3",
     driver_kwargs: dict[str, Any] | None = None,
 ) -> Connection:
@@ -111,7 +112,8 @@ def connect(
     transaction holding the writer slot longer than this is rolled back when
     another writer waits; None disables), ``local_reads`` (let cheap reads
     outside a transaction run in the calling thread on a read-only connection,
-    see :mod:`mpsqlite.local`; default on), ``driver``/``driver_kwargs`` (the
+    see :mod:`mpsqlite.local`; default on), ``group_commit`` (durable commits
+    share fsyncs, see :mod:`mpsqlite.durability`; default on), ``driver``/``driver_kwargs`` (the
     DB-API module the workers use, default ``sqlite3``).
     ``check_same_thread`` defaults to False: sharing is the point.
     """
@@ -130,6 +132,7 @@ def connect(
         wal=wal,
         max_write_seconds=max_write_seconds,
         local_reads=local_reads,
+        group_commit=group_commit,
         driver=driver,
         driver_kwargs=driver_kwargs,
     )

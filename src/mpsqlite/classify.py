@@ -58,6 +58,15 @@ def is_dml(sql: str) -> bool:
     return head.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
 
 
+def pragma_assignment(sql: str) -> tuple[str, str] | None:
+    """``(name, value)`` of a ``PRAGMA name = value`` statement, else None."""
+    m = re.match(
+        r"\s*pragma\s+(?:[A-Za-z_]\w*\s*\.\s*)?([A-Za-z_]\w*)\s*(?:=\s*|\(\s*)['\"]?([\w-]+)",
+        sql, re.I,
+    )
+    return (m.group(1).lower(), m.group(2).lower()) if m else None
+
+
 @lru_cache(maxsize=1024)
 def classify(sql: str) -> Kind:
     """Return the :class:`Kind` of the first statement in ``sql``."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import protocol as p
 from .adapt import adapt_many, adapt_params
-from .classify import Kind, classify, is_dml
+from .classify import Kind, classify, first_word, is_dml
 from .cursor import Cursor
 from .pool import WorkerDied, WorkerHandle
 from .registry import dumps_callable, get_pool, put_pool
@@ -59,12 +59,13 @@ class Connection:
         wal: bool = True,
         max_write_seconds: float | None = 30.0,
         local_reads: bool = True,
+        group_commit: bool = True,
         driver: str = "sqlite3",
         driver_kwargs: dict[str, Any] | None = None,
     ) -> None:
         settings = PoolSettings.build(
             database, timeout, detect_types, cached_statements, uri, workers, wal,
-            max_write_seconds, local_reads, driver, driver_kwargs,
+            max_write_seconds, local_reads, group_commit, driver, driver_kwargs,
         )
         self._timeout = float(timeout)
         self._lock = threading.RLock()
@@ -91,7 +92,7 @@ class Connection:
         params = adapt_many(params) if many else adapt_params(params)
         kind = classify(sql)
         if kind is Kind.CONFIG:
-            self._pool.add_setup((p.SETUP_SQL, None, sql))
+            sql = self._pool.config_sql(sql)
         args = (cursor._cid, sql, params, many)
         with self._lock:
             self._raise_if_revoked()
@@ -161,6 +162,7 @@ class Connection:
                 pool.share(w)
             return reply, (w if more else None)
         pool.gate.release(self)
+        self._make_durable()
         if more:
             return reply, w
         pool.release(w)
@@ -182,6 +184,8 @@ class Connection:
             self._pool.share(w)
         if not w.in_txn:
             self._unpin()
+            if first_word(args[1]) != "ROLLBACK":
+                self._make_durable()
         return reply, (w if more else None)
 
     def _settle(self, w: WorkerHandle, pinned: bool) -> None:
@@ -200,6 +204,12 @@ class Connection:
         else:
             self._pool.gate.release(self)
             self._pool.release(w)
+
+    def _make_durable(self) -> None:
+        """Wait for the group fsync that covers our commit (writer gate released)."""
+        sync = self._pool.sync
+        if sync is not None:
+            sync.wait_durable()
 
     def _unpin(self) -> None:
         w, self._txn = self._txn, None
@@ -264,6 +274,8 @@ class Connection:
                 raise
             self._total_changes += changes
             self._settle(w, pinned)
+            if self._txn is None:
+                self._make_durable()
 
     def _call(self, name: str, *args: Any) -> Any:
         """Run a worker-side helper on this connection's worker (or any idle one)."""
@@ -308,6 +320,8 @@ class Connection:
                 if self._txn is w and not w.in_txn:
                     self._unpin()
             self._total_changes += changes
+            if how == "commit":
+                self._make_durable()
 
     def _raise_if_revoked(self) -> None:
         if self._revoked is not None:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
+from .classify import pragma_assignment
+from .durability import LEVELS, GroupSync
 from .gate import WriterGate
 
 if TYPE_CHECKING:
@@ -186,6 +188,7 @@ class Pool:
         self.closed = False
         self.refs = 0
         self.local: LocalReads | None = None
+        self.sync: GroupSync | None = None
         for _ in range(size):
             w = WorkerHandle(self)
             self.workers.append(w)
@@ -305,6 +308,22 @@ class Pool:
         with self._cond:
             self.setup.append(entry)
 
+    def config_sql(self, sql: str) -> str:
+        """Record a connection-scoped pragma for every worker; returns the SQL to run.
+
+        ``synchronous`` at FULL or above is kept by group commit (see
+        :mod:`mpsqlite.durability`) while the workers themselves run at NORMAL.
+        """
+        if self.sync is not None:
+            assignment = pragma_assignment(sql)
+            if assignment is not None and assignment[0] == "synchronous":
+                level = LEVELS.get(assignment[1])
+                if level is not None:
+                    self.sync.level = level
+                    sql = "PRAGMA synchronous=NORMAL" if level >= 2 else sql
+        self.add_setup((p.SETUP_SQL, None, sql))
+        return sql
+
     def text_factory_key(self, factory: Any, dump: Callable[[], bytes]) -> int:
         """A small key naming ``factory`` in every worker, registered on first use."""
         with self._cond:
@@ -350,6 +369,8 @@ class Pool:
             "errors": sum(w["errors"] for w in workers),
             "restarts": self.restarts,
             "local_statements": self.local.statements if self.local is not None else 0,
+            "commits": self.sync.commits if self.sync is not None else 0,
+            "fsyncs": self.sync.fsyncs if self.sync is not None else 0,
         }
 
     def close(self) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import protocol as p
+from .durability import GroupSync
 from .local import LocalReads
 from .pool import Pool
 
@@ -49,6 +51,7 @@ class PoolSettings:
     connect_kwargs: tuple
     max_hold: float | None
     local_reads: bool
+    group_commit: bool
 
     @classmethod
     def build(
@@ -62,6 +65,7 @@ class PoolSettings:
         wal: bool,
         max_write_seconds: float | None,
         local_reads: bool,
+        group_commit: bool,
         driver: str,
         driver_kwargs: dict[str, Any] | None,
     ) -> PoolSettings:
@@ -105,6 +109,7 @@ class PoolSettings:
             connect_kwargs=frozen,
             max_hold=max_write_seconds,
             local_reads=local_reads,
+            group_commit=group_commit and not uri,
         )
 
     def make_pool(self) -> Pool:
@@ -127,6 +132,9 @@ class PoolSettings:
             max_hold=self.max_hold,
             private=self.private,
         )
+        if self.wal and self.group_commit:
+            pool.sync = GroupSync(self.connect_args[0] + "-wal")
+            pool.add_setup((p.SETUP_SQL, None, "PRAGMA synchronous=NORMAL"))
         if self.wal and self.local_reads:
             kw = dict(self.connect_kwargs)
             pool.local = LocalReads(
