@@ -349,6 +349,7 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
+        self._check_open()
         if self._autocommit is False and not self._closed:
             return True
         w = self._txn

@@ -89,8 +89,10 @@ class Cursor:
         if not isinstance(sql, str):
             raise TypeError(f"executemany() argument 1 must be str, not {type(sql).__name__}")
         self._reset()
+        lastrowid = self._lastrowid  # sqlite3 leaves it alone in executemany()
         reply, worker = self._connection._execute(self, sql, seq_of_parameters, True)
         self._take(reply, worker)
+        self._lastrowid = lastrowid
         return self
 
     def executescript(self, sql_script: str, /) -> Cursor:
