@@ -48,6 +48,7 @@ def first_word(sql: str) -> str:
     return m.group(0).upper() if m else ""
 
 
+@lru_cache(maxsize=1024)
 def is_dml(sql: str) -> bool:
     """Whether sqlite3's legacy transaction control opens a transaction first.
 

@@ -42,6 +42,7 @@ class Connection:
     InternalError = sqlite3.InternalError
     ProgrammingError = sqlite3.ProgrammingError
     NotSupportedError = sqlite3.NotSupportedError
+    _is_mpsqlite_connection = True
 
     def __init__(
         self,
@@ -88,9 +89,24 @@ class Connection:
 
     def _execute(self, cursor: Cursor, sql: str, params: Any, many: bool) -> tuple:
         """Run one statement; returns the reply and the worker if rows remain there."""
-        self._check()
+        if self._closed or self._thread is not None:
+            self._check()
         params = adapt_many(params) if many else adapt_params(params)
         kind = classify(sql)
+        if (
+            kind is Kind.READ
+            and self._txn is None
+            and self._revoked is None
+            and self._autocommit is not False
+        ):
+            # The common case, without the connection lock: a read outside a
+            # transaction needs no state of ours.
+            local = self._pool.local
+            if local is not None and not many and not local.disabled and sql not in local.heavy:
+                reply = local.run(self, sql, params, self._text_factory)
+                if reply is not None:
+                    return reply, None
+            return self._run_reader((cursor._cid, sql, params, many))
         if kind is Kind.CONFIG:
             sql = self._pool.config_sql(sql)
         args = (cursor._cid, sql, params, many)
@@ -109,17 +125,6 @@ class Connection:
                 begin = "BEGIN " + self._isolation_level
             if begin is not None or kind is Kind.WRITE or kind is Kind.BEGIN:
                 return self._run_writer(args, begin)
-        local = self._pool.local
-        if (
-            local is not None
-            and kind is Kind.READ
-            and not many
-            and not local.disabled
-            and sql not in local.heavy
-        ):
-            reply = local.run(self, sql, params, self._text_factory)
-            if reply is not None:
-                return reply, None
         return self._run_reader(args)
 
     def _exec(self, w: WorkerHandle, args: tuple, begin: str | None) -> tuple:

@@ -33,10 +33,14 @@ def _drop_remote(pool: Any, worker: WorkerHandle, cid: int) -> None:
 class Cursor:
     """A PEP 249 cursor with sqlite3's behaviour, running in worker processes."""
 
-    def __init__(self, connection: Connection) -> None:
-        from .connection import Connection
+    __slots__ = (
+        "_connection", "_cid", "arraysize", "row_factory", "_description", "_rowcount",
+        "_lastrowid", "_rows", "_remote", "_chunk", "_finalizer", "_executed", "_closed",
+        "__weakref__",
+    )
 
-        if not isinstance(connection, Connection):
+    def __init__(self, connection: Connection) -> None:
+        if not getattr(connection, "_is_mpsqlite_connection", False):
             raise TypeError("Cursor() argument must be an mpsqlite Connection")
         self._connection = connection
         self._cid = next(_ids)
@@ -51,7 +55,6 @@ class Cursor:
         self._finalizer: weakref.finalize | None = None
         self._executed = False
         self._closed = False
-        connection._cursors.add(self)
 
     # -- attributes -------------------------------------------------------
 
@@ -75,7 +78,8 @@ class Cursor:
 
     def execute(self, sql: str, parameters: Any = None, /) -> Cursor:
         """Run one statement; results are read with the fetch methods."""
-        self._check()
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
         if not isinstance(sql, str):
             raise TypeError(f"execute() argument 1 must be str, not {type(sql).__name__}")
         self._reset()
@@ -113,6 +117,7 @@ class Cursor:
         self._lastrowid = lastrowid
         self._rows.extend(rows)
         if more and worker is not None:
+            self._connection._cursors.add(self)
             self._remote = worker
             self._chunk = p.FIRST_ROWS
             self._finalizer = weakref.finalize(
@@ -120,7 +125,8 @@ class Cursor:
             )
 
     def _reset(self) -> None:
-        self._release_remote()
+        if self._finalizer is not None:
+            self._release_remote()
         self._rows.clear()
         self._description = None
         self._rowcount = -1

@@ -4,9 +4,9 @@ A round trip to a worker costs tens of microseconds; a point query costs a
 few. So a read outside any transaction first runs here, on a read-only
 connection of the calling thread (WAL keeps it consistent with the workers:
 each statement sees everything committed before it started). A statement
-that proves expensive here (a running average of its CPU time over
-``CHEAP_SECONDS``, or twenty times that once, or more rows than one reply
-carries) is remembered
+that proves expensive here (the median CPU time of its last few runs over
+``CHEAP_SECONDS``, or a hundred times that once, or more rows than one
+reply carries) is remembered
 and from then on always goes to the workers, where it runs outside the
 caller's GIL. A first run may be slow for reasons of its own (schema load,
 cold cache), hence the several runs.
@@ -18,6 +18,7 @@ import pickle
 import sqlite3
 import threading
 import time
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     from .pool import Pool
 
 CHEAP_SECONDS = 50e-6
-_WEIGHT = 0.2  # of the newest run in the running average
+_SAMPLES = 5  # recent runs whose median decides
+_ALWAYS_MEASURE = 32  # first runs of a statement, then one in _MEASURE_EVERY
+_MEASURE_EVERY = 16
 _clock = time.thread_time
 
 
@@ -46,60 +49,64 @@ class LocalReads:
         self._detect_types = detect_types
         self._tls = threading.local()
         self.heavy: set[str] = set()
-        self._cost: dict[str, float] = {}
+        self._cost: dict[str, list[float]] = {}
+        self._runs: dict[str, int] = {}
         self.disabled = False
         self.running: dict[int, tuple[Any, sqlite3.Connection]] = {}
         self.statements = 0
 
-    def _connection(self) -> tuple[sqlite3.Connection, list[int]]:
+    def _connection(self) -> sqlite3.Connection:
         tls = self._tls
-        con = getattr(tls, "con", None)
-        if con is None:
-            con = sqlite3.connect(
-                self._target, uri=True, detect_types=self._detect_types, timeout=self._timeout,
-                check_same_thread=False, isolation_level=None,
-            )
-            tls.con, tls.applied, tls.tf = con, [0], str
-            tls.fresh = True
-        setup = self._pool.setup
-        applied = tls.applied
-        while applied[0] < len(setup):
-            self._apply(con, setup[applied[0]])
-            applied[0] += 1
-        return con, applied
+        con = sqlite3.connect(
+            self._target, uri=True, detect_types=self._detect_types, timeout=self._timeout,
+            check_same_thread=False, isolation_level=None,
+        )
+        tls.con, tls.applied, tls.tf, tls.fresh = con, 0, str, True
+        return con
 
-    def _apply(self, con: sqlite3.Connection, entry: tuple) -> None:
-        kind, key, payload = entry
-        if kind == p.SETUP_CALL:
-            name, args, kwargs = pickle.loads(payload)
-            if name in ("load_extension", "enable_load_extension", "set_trace_callback"):
-                return
-            getattr(con, name)(*args, **kwargs)
-        elif kind == p.SETUP_SQL:
-            con.execute(payload).fetchall()
+    def _catch_up(self, con: sqlite3.Connection) -> None:
+        """Apply the pool's setup entries this thread's connection has not seen."""
+        tls = self._tls
+        setup = self._pool.setup
+        while tls.applied < len(setup):
+            kind, _, payload = setup[tls.applied]
+            if kind == p.SETUP_CALL:
+                name, args, kwargs = pickle.loads(payload)
+                if name not in ("load_extension", "enable_load_extension", "set_trace_callback"):
+                    getattr(con, name)(*args, **kwargs)
+            elif kind == p.SETUP_SQL:
+                con.execute(payload).fetchall()
+            tls.applied += 1
 
     def run(self, owner: Any, sql: str, params: Any, text_factory: Any) -> tuple | None:
         """The reply a worker would give, or None when the workers should run it."""
-        try:
-            con, _ = self._connection()
-        except sqlite3.Error:
-            self.disabled = True
-            return None
         tls = self._tls
+        try:
+            con = tls.con
+        except AttributeError:
+            try:
+                con = self._connection()
+            except sqlite3.Error:
+                self.disabled = True
+                return None
+        if tls.applied < len(self._pool.setup):
+            try:
+                self._catch_up(con)
+            except Exception:
+                self.disabled = True
+                return None
         if tls.tf is not text_factory:
             con.text_factory = tls.tf = text_factory
-        ident = threading.get_ident()
+        ident = get_ident()
         self.running[ident] = (owner, con)
-        start = _clock()
-        cur = con.cursor()
+        runs = self._runs.get(sql, 0) + 1
+        self._runs[sql] = runs
+        measure = runs <= _ALWAYS_MEASURE or not runs % _MEASURE_EVERY
+        start = _clock() if measure else 0.0
         try:
-            if params is None:
-                cur.execute(sql)
-            else:
-                cur.execute(sql, params)
+            cur = con.execute(sql) if params is None else con.execute(sql, params)
             rows = cur.fetchmany(p.FIRST_ROWS) if cur.description is not None else []
         except sqlite3.OperationalError as exc:
-            cur.close()
             if "readonly" in str(exc) or "read-only" in str(exc):
                 self.heavy.add(sql)
                 return None
@@ -110,19 +117,23 @@ class LocalReads:
             self.heavy.add(sql)
             cur.close()
             return None
-        cost = _clock() - start
-        if tls.fresh:  # the first statement also loads the schema: not a fair measure
-            tls.fresh = False
-        else:
-            avg = self._cost.get(sql)
-            avg = cost if avg is None else avg + _WEIGHT * (cost - avg)
-            self._cost[sql] = avg
-            if avg > CHEAP_SECONDS or cost > 20 * CHEAP_SECONDS:
-                self.heavy.add(sql)
+        if measure:
+            if tls.fresh:  # the first statement also loads the schema: not a fair measure
+                tls.fresh = False
+            else:
+                self._judge(sql, _clock() - start)
         self.statements += 1
         reply = (cur.description, cur.rowcount, cur.lastrowid, rows, False, False, 0)
         cur.close()
         return reply
+
+    def _judge(self, sql: str, cost: float) -> None:
+        recent = self._cost.setdefault(sql, [])
+        recent.append(cost)
+        del recent[:-_SAMPLES]
+        median = sorted(recent)[len(recent) // 2]
+        if (len(recent) >= 3 and median > CHEAP_SECONDS) or cost > 100 * CHEAP_SECONDS:
+            self.heavy.add(sql)
 
     def interrupt(self, owner: Any) -> None:
         """Interrupt the local statements ``owner`` is running."""
