@@ -102,6 +102,8 @@ class Connection:
             # The common case, without the connection lock: a read outside a
             # transaction needs no state of ours.
             local = self._pool.local
+            if self._pool.closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
             if local is not None and not many and not local.disabled and sql not in local.heavy:
                 reply = local.run(self, sql, params, self._text_factory)
                 if reply is not None:
