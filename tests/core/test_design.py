@@ -1,0 +1,207 @@
+"""mpsqlite's own mechanisms: routing, local reads, group commit, the writer gate."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+
+import mpsqlite
+from mpsqlite.classify import Kind, classify, is_dml, pragma_assignment
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("select 1", Kind.READ),
+        ("  -- comment\n SELECT * from t", Kind.READ),
+        ("/* c */ values (1)", Kind.READ),
+        ("with x as (select 1) select * from x", Kind.READ),
+        ("with x as (select 1) insert into t select * from x", Kind.WRITE),
+        ("with x as (select 'insert') select * from x", Kind.READ),
+        ("insert into t values (1)", Kind.WRITE),
+        ("create table t(x)", Kind.WRITE),
+        ("begin immediate", Kind.BEGIN),
+        ("savepoint a", Kind.BEGIN),
+        ("commit", Kind.END),
+        ("end transaction", Kind.END),
+        ("rollback", Kind.END),
+        ("rollback to a", Kind.WRITE),
+        ("rollback transaction to savepoint a", Kind.WRITE),
+        ("pragma table_info(t)", Kind.READ),
+        ("pragma journal_mode", Kind.READ),
+        ("pragma journal_mode=wal", Kind.WRITE),
+        ("pragma user_version = 3", Kind.WRITE),
+        ("pragma foreign_keys = on", Kind.CONFIG),
+        ("PRAGMA main.cache_size=-4000", Kind.CONFIG),
+        ("attach database 'x.db' as x", Kind.CONFIG),
+        ("vacuum", Kind.WRITE),
+    ],
+)
+def test_classify(sql, kind):
+    assert classify(sql) is kind
+
+
+def test_is_dml_mirrors_sqlite3_rule():
+    assert is_dml("  insert into t values (1)")
+    assert is_dml("REPLACE into t values (1)")
+    assert not is_dml("-- c\ninsert into t values (1)")  # sqlite3 does not skip comments
+    assert not is_dml("with x as (select 1) insert into t select * from x")
+
+
+def test_pragma_assignment():
+    assert pragma_assignment("PRAGMA synchronous = FULL") == ("synchronous", "full")
+    assert pragma_assignment("pragma main.synchronous=2") == ("synchronous", "2")
+    assert pragma_assignment("pragma synchronous") is None
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = mpsqlite.connect(tmp_path / "d.db", workers=2)
+    c.execute("create table t(id integer primary key, v text)")
+    c.executemany("insert into t(v) values (?)", [(str(i),) for i in range(1000)])
+    c.commit()
+    yield c
+    c.close()
+
+
+def test_cheap_reads_run_locally_and_see_commits(con):
+    before = con.pool_status()["local_statements"]
+    for i in range(1, 50):
+        assert con.execute("select v from t where id = ?", (i,)).fetchone() == (str(i - 1),)
+    assert con.pool_status()["local_statements"] - before == 49
+    other = mpsqlite.connect(con._pool.database, workers=2)
+    other.execute("update t set v = 'new' where id = 1")
+    assert con.execute("select v from t where id = 1").fetchone() == ("0",)  # not committed
+    other.commit()
+    assert con.execute("select v from t where id = 1").fetchone() == ("new",)
+    other.close()
+
+
+def test_large_results_go_to_the_workers(con):
+    rows = con.execute("select * from t").fetchall()
+    assert len(rows) == 1000
+    assert "select * from t" in con._pool.local.heavy
+    statements = con.pool_status()["statements"]
+    assert len(con.execute("select * from t").fetchall()) == 1000
+    assert con.pool_status()["statements"] > statements
+
+
+def test_expensive_reads_go_to_the_workers(con):
+    con.create_function("slow", 1, lambda x: sum(range(2000)) and x)
+    sql = "select slow(v) from t where id < 20"
+    for _ in range(5):
+        assert len(con.execute(sql).fetchall()) == 19
+    assert sql in con._pool.local.heavy
+
+
+def test_reads_in_a_transaction_see_own_writes_and_stay_on_one_worker(con):
+    con.create_function("pid", 0, os.getpid)
+    con.execute("update t set v = 'mine' where id = 2")
+    pids = {con.execute("select pid(), v from t where id = 2").fetchone() for _ in range(20)}
+    assert len(pids) == 1 and next(iter(pids))[1] == "mine"
+    con.rollback()
+    assert con.execute("select v from t where id = 2").fetchone() == ("1",)
+
+
+def test_group_commit_shares_fsyncs_between_writers(tmp_path):
+    path = tmp_path / "g.db"
+    setup = mpsqlite.connect(path, workers=2)
+    setup.execute("create table w(id integer primary key, v text)")
+    setup.execute("pragma synchronous = FULL")
+    errors = []
+
+    def writer():
+        c = mpsqlite.connect(path, workers=2)
+        try:
+            for _ in range(40):
+                c.execute("insert into w(v) values ('x')")
+                c.commit()
+        except sqlite3.Error as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    status = setup.pool_status()
+    assert errors == []
+    assert sqlite3.connect(path).execute("select count(*) from w").fetchone() == (240,)
+    assert status["commits"] >= 240
+    assert 0 < status["fsyncs"] <= status["commits"]
+    # The workers themselves never fsync per commit.
+    assert setup.execute("pragma synchronous").fetchone() == (1,)
+    setup.close()
+
+
+def test_synchronous_off_skips_the_group_fsync(tmp_path):
+    c = mpsqlite.connect(tmp_path / "o.db", workers=2)
+    c.execute("pragma synchronous = OFF")
+    c.execute("create table w(x)")
+    c.execute("insert into w values (1)")
+    c.commit()
+    assert c.pool_status()["fsyncs"] == 0
+    c.close()
+
+
+def test_idle_writer_is_revoked_when_another_writer_waits(tmp_path):
+    path = tmp_path / "r.db"
+    a = mpsqlite.connect(path, workers=2, max_write_seconds=0.3)
+    a.execute("create table t(x)")
+    a.execute("insert into t values (1)")  # opens a transaction and sits on it
+    b = mpsqlite.connect(path, workers=2, timeout=10)
+    start = time.monotonic()
+    b.execute("insert into t values (2)")
+    b.commit()
+    assert time.monotonic() - start < 9
+    with pytest.raises(sqlite3.OperationalError, match="max_write_seconds"):
+        a.commit()
+    a.execute("insert into t values (3)")  # the connection is usable again
+    a.commit()
+    assert sorted(sqlite3.connect(path).execute("select x from t")) == [(2,), (3,)]
+    a.close()
+    b.close()
+
+
+def test_writer_waits_for_its_turn_instead_of_locking(tmp_path):
+    path = tmp_path / "q.db"
+    a = mpsqlite.connect(path, workers=2)
+    a.execute("create table t(x)")
+    a.execute("insert into t values (1)")
+    b = mpsqlite.connect(path, workers=2, timeout=0.2)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        b.execute("insert into t values (2)")
+    a.commit()
+    b.execute("insert into t values (2)")
+    b.commit()
+    assert a.execute("select count(*) from t").fetchone() == (2,)
+    a.close()
+    b.close()
+
+
+def test_rollback_without_transaction_costs_no_round_trip(con):
+    before = con.pool_status()["statements"]
+    for _ in range(10):
+        con.rollback()
+        con.commit()
+    assert con.pool_status()["statements"] == before
+
+
+def test_open_cursor_on_single_worker_does_not_deadlock_a_write(tmp_path):
+    c = mpsqlite.connect(tmp_path / "one.db", workers=1, timeout=2)
+    c.execute("create table t(x)")
+    c.executemany("insert into t values (?)", [(i,) for i in range(2000)])
+    c.commit()
+    cur = c.execute("select x from t")  # > one reply: holds the only worker
+    first = cur.fetchone()
+    c.execute("insert into t values (-1)")
+    c.commit()
+    assert first == (0,)
+    assert len(cur.fetchall()) >= 1999
+    c.close()
