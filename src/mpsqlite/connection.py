@@ -125,6 +125,8 @@ class Connection:
                 and is_dml(sql)
             ):
                 begin = "BEGIN " + self._isolation_level
+            if self._pool.driver != "sqlite3" and kind is not Kind.END:
+                begin = ""  # the driver opens a transaction itself; the worker notes it
             if begin is not None or kind is Kind.WRITE or kind is Kind.BEGIN:
                 return self._run_writer(args, begin)
         return self._run_reader(args)

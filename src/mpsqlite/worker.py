@@ -27,8 +27,11 @@ class _Worker:
     def __init__(self, init: dict[str, Any]) -> None:
         self.driver = importlib.import_module(init["driver"])
         self.is_sqlite = init["driver"] == "sqlite3"
-        for name, conv in pickle.loads(init["converters"]):
-            self.driver.register_converter(name, conv)
+        # Other DB-API drivers open transactions implicitly; we track them.
+        self.dirty = False
+        if self.is_sqlite:
+            for name, conv in pickle.loads(init["converters"]):
+                self.driver.register_converter(name, conv)
         kwargs = dict(init["connect_kwargs"])
         if self.is_sqlite:
             kwargs.update(isolation_level=None, check_same_thread=False)
@@ -56,6 +59,7 @@ class _Worker:
         if op == p.OP_END:
             changes = self._total_changes()
             getattr(self.con, req[3])()
+            self.dirty = False
             return True, (self._in_transaction(), self._total_changes() - changes)
         if op == p.OP_SCRIPT:
             return True, self._script(*req[3:])
@@ -88,9 +92,11 @@ class _Worker:
         if old is not None:
             old.close()
         changes = self._total_changes()
-        if begin is not None:
-            self.con.execute(begin)
         cur = self.con.cursor()
+        if begin:
+            cur.execute(begin)
+        if begin is not None and not self.is_sqlite:
+            self.dirty = True
         try:
             if many:
                 cur.executemany(sql, params)
@@ -105,6 +111,8 @@ class _Worker:
                 more = len(rows) == first
                 if more:
                     self.cursors[cid] = cur
+            if not (self.is_sqlite or self.dirty or more):
+                self.con.rollback()  # end the read transaction such drivers open
         except BaseException:
             cur.close()
             raise
@@ -140,7 +148,9 @@ class _Worker:
         return self._in_transaction(), self._total_changes() - changes
 
     def _in_transaction(self) -> bool:
-        return bool(getattr(self.con, "in_transaction", False))
+        if not self.is_sqlite:
+            return self.dirty
+        return self.con.in_transaction
 
     def _total_changes(self) -> int:
         return getattr(self.con, "total_changes", 0)

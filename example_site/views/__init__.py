@@ -1,0 +1,1 @@
+"""Page handlers of the example site, one module per area."""
