@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
 from .row import Row
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ class Cursor:
 
     __slots__ = (
         "_connection", "_cid", "arraysize", "row_factory", "_description", "_rowcount",
-        "_lastrowid", "_rows", "_remote", "_chunk", "_finalizer", "_executed", "_closed",
+        "_lastrowid", "_rows", "_remote", "_finalizer", "_executed", "_closed",
         "__weakref__",
     )
 
@@ -51,7 +50,6 @@ class Cursor:
         self._lastrowid: int | None = None
         self._rows: deque = deque()
         self._remote: WorkerHandle | None = None
-        self._chunk = p.FIRST_ROWS
         self._finalizer: weakref.finalize | None = None
         self._executed = False
         self._closed = False
@@ -119,7 +117,6 @@ class Cursor:
         if more and worker is not None:
             self._connection._cursors.add(self)
             self._remote = worker
-            self._chunk = p.FIRST_ROWS
             self._finalizer = weakref.finalize(
                 self, _drop_remote, self._connection._pool, worker, self._cid
             )
@@ -142,9 +139,8 @@ class Cursor:
         worker = self._remote
         if worker is None:
             return False
-        self._chunk = min(self._chunk * 4, p.MAX_CHUNK_ROWS)
         try:
-            rows, more, rowcount = self._connection._fetch(worker, self._cid, self._chunk)
+            rows, more, rowcount = self._connection._fetch(worker, self._cid, 0)
         except BaseException:
             self._release_remote()
             raise

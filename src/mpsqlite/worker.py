@@ -21,6 +21,35 @@ from typing import Any
 from . import protocol as p
 
 
+class _Pending:
+    """A result with rows still to send, and its next chunk read ahead."""
+
+    __slots__ = ("cur", "size", "rows", "error")
+
+    def __init__(self, cur: Any, sent: int) -> None:
+        self.cur = cur
+        self.size = min(sent * 4, p.MAX_CHUNK_ROWS)
+        self.rows: list | None = None
+        self.error: BaseException | None = None
+
+    def prefetch(self) -> None:
+        if self.rows is None and self.error is None:
+            try:
+                self.rows = self.cur.fetchmany(self.size)
+            except BaseException as exc:
+                self.error = exc
+
+    def take(self) -> tuple[list, bool]:
+        self.prefetch()
+        if self.error is not None:
+            raise self.error
+        rows, self.rows = self.rows, None
+        assert rows is not None
+        more = len(rows) == self.size
+        self.size = min(self.size * 4, p.MAX_CHUNK_ROWS)
+        return rows, more
+
+
 class _Worker:
     """Executes requests against one connection; keeps cursors with unread rows."""
 
@@ -36,7 +65,8 @@ class _Worker:
         if self.is_sqlite:
             kwargs.update(isolation_level=None, check_same_thread=False)
         self.con = self.driver.connect(*init["connect_args"], **kwargs)
-        self.cursors: dict[int, Any] = {}
+        self.cursors: dict[int, _Pending] = {}
+        self.prefetch_cid: int | None = None
         self.text_factories: dict[int, Any] = {0: str}
         self.text_factory_key = 0
 
@@ -46,9 +76,9 @@ class _Worker:
         op, setup, close_ids = req[0], req[1], req[2]
         if close_ids:
             for cid in close_ids:
-                cur = self.cursors.pop(cid, None)
-                if cur is not None:
-                    cur.close()
+                pending = self.cursors.pop(cid, None)
+                if pending is not None:
+                    pending.cur.close()
         if setup:
             for entry in setup:
                 self._apply_setup(entry)
@@ -90,7 +120,7 @@ class _Worker:
             self.text_factory_key = tf
         old = self.cursors.pop(cid, None)
         if old is not None:
-            old.close()
+            old.cur.close()
         changes = self._total_changes()
         cur = self.con.cursor()
         if begin:
@@ -110,7 +140,8 @@ class _Worker:
                 rows = cur.fetchmany(first)
                 more = len(rows) == first
                 if more:
-                    self.cursors[cid] = cur
+                    self.cursors[cid] = _Pending(cur, first)
+                    self.prefetch_cid = cid
             if not (self.is_sqlite or self.dirty or more):
                 self.con.rollback()  # end the read transaction such drivers open
         except BaseException:
@@ -127,18 +158,26 @@ class _Worker:
         )
 
     def _fetch(self, cid: int, n: int) -> tuple:
-        cur = self.cursors.get(cid)
-        if cur is None:
+        pending = self.cursors.get(cid)
+        if pending is None:
             return [], False, -1
         try:
-            rows = cur.fetchmany(n)
+            rows, more = pending.take()
         except BaseException:
             del self.cursors[cid]
             raise
-        more = len(rows) == n
-        if not more:
+        if more:
+            self.prefetch_cid = cid
+        else:
             del self.cursors[cid]
-        return rows, more, cur.rowcount
+        return rows, more, pending.cur.rowcount
+
+    def prefetch(self) -> None:
+        """Read the next chunk of the result just served while the caller unpacks this one."""
+        cid, self.prefetch_cid = self.prefetch_cid, None
+        pending = self.cursors.get(cid) if cid is not None else None
+        if pending is not None:
+            pending.prefetch()
 
     def _script(self, script: str, commit_first: bool) -> tuple:
         changes = self._total_changes()
@@ -187,8 +226,8 @@ class _Worker:
         self.con.interrupt()
 
     def close(self) -> None:
-        for cur in self.cursors.values():
-            cur.close()
+        for pending in self.cursors.values():
+            pending.cur.close()
         self.con.close()
 
 
@@ -241,6 +280,7 @@ def main(fd: int) -> None:
                 raise
             except Exception as exc:  # an unpicklable value in the result
                 chan.send((False, p.encode_error(exc), in_txn))
+            worker.prefetch()
     except p.ChannelClosed:
         pass
     finally:
