@@ -23,6 +23,10 @@ _pools: dict[tuple, Pool] = {}
 _converters: dict[str, Callable[[bytes], Any]] = {}
 _owner_pid = os.getpid()
 
+LINGER_SECONDS = 10.0
+
+LINGER_SECONDS = 10.0
+
 
 def _dumps(obj: Any) -> bytes:
     """Pickle by value where plain pickle cannot (lambdas, closures, __main__)."""
@@ -74,14 +78,32 @@ def get_pool(key: tuple, factory: Callable[[], Pool]) -> Pool:
 
 
 def put_pool(pool: Pool) -> None:
-    """Drop a connection's reference; private pools die with their connection."""
+    """Drop a connection's reference.
+
+    A private pool dies with its connection; a shared one lingers for
+    ``LINGER_SECONDS`` so that code which connects per request does not pay
+    for starting workers each time.
+    """
     with _lock:
         pool.refs -= 1
-        done = pool.private and pool.refs <= 0
-        if done and _pools.get(pool.key) is pool:
+        if pool.refs > 0:
+            return
+        if not pool.private:
+            timer = threading.Timer(LINGER_SECONDS, _close_if_unused, (pool,))
+            timer.daemon = True
+            timer.start()
+            return
+        if _pools.get(pool.key) is pool:
             del _pools[pool.key]
-    if done:
-        pool.close()
+    pool.close()
+
+
+def _close_if_unused(pool: Pool) -> None:
+    with _lock:
+        if pool.refs > 0 or _pools.get(pool.key) is not pool:
+            return
+        del _pools[pool.key]
+    pool.close()
 
 
 def pool_status() -> list[dict[str, Any]]:

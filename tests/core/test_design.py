@@ -205,3 +205,23 @@ def test_open_cursor_on_single_worker_does_not_deadlock_a_write(tmp_path):
     assert first == (0,)
     assert len(cur.fetchall()) >= 1999
     c.close()
+
+
+def test_unused_shared_pool_lingers_then_stops(tmp_path, monkeypatch):
+    from mpsqlite import registry
+
+    monkeypatch.setattr(registry, "LINGER_SECONDS", 0.3)
+    c = mpsqlite.connect(tmp_path / "l.db", workers=2)
+    pool = c._pool
+    pids = [w["pid"] for w in c.pool_status()["workers"]]
+    c.close()
+    again = mpsqlite.connect(tmp_path / "l.db", workers=2)
+    assert again._pool is pool  # reused within the linger time
+    again.close()
+    deadline = time.monotonic() + 5
+    while not pool.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.closed
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
