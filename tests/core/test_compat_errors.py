@@ -1,0 +1,270 @@
+"""Errors: same exception classes, messages and SQLite error codes as sqlite3 raises."""
+
+from __future__ import annotations
+
+import decimal
+import sqlite3
+import sys
+import threading
+
+import pytest
+
+_MODERN = sys.version_info >= (3, 11)
+_needs_errorcode = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="sqlite_errorcode/sqlite_errorname exist from 3.11"
+)
+
+
+def _reference_error(sql: str, params=(), setup: str = "") -> BaseException:
+    """The exception the stdlib sqlite3 raises for ``sql`` on a fresh in-memory database."""
+    ref = sqlite3.connect(":memory:")
+    try:
+        ref.executescript(setup)
+        ref.execute(sql, params).fetchall()
+    except Exception as exc:  # noqa: BLE001 - any error is the reference
+        return exc
+    finally:
+        ref.close()
+    raise AssertionError(f"sqlite3 raised nothing for {sql!r}")
+
+
+def _assert_same_error(conn, sql: str, params=(), setup: str = "", kind=sqlite3.Error):
+    """Run ``sql`` on ``conn``; assert it raises sqlite3's exact class and message.
+
+    ``kind`` is the class sqlite3 raises from Python 3.11 on (3.10 raised Warning,
+    InterfaceError or ValueError in some of these cases; there only equality is checked)."""
+    expected = _reference_error(sql, params, setup)
+    if _MODERN:
+        assert isinstance(expected, kind)
+    with pytest.raises(type(expected)) as info:
+        conn.execute(sql, params).fetchall()
+    assert type(info.value) is type(expected)
+    assert str(info.value) == str(expected)
+    return info.value
+
+
+def test_closed_connection_execute(conn):
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError, match=r"^Cannot operate on a closed database\.$"):
+        conn.execute("select 1")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.cursor(),
+        lambda c: c.commit(),
+        lambda c: c.rollback(),
+        lambda c: c.executemany("select ?", []),
+        lambda c: c.executescript("select 1;"),
+        lambda c: c.create_function("f", 0, lambda: 1),
+        lambda c: c.total_changes,
+        lambda c: c.in_transaction,
+    ],
+    ids=[
+        "cursor",
+        "commit",
+        "rollback",
+        "executemany",
+        "executescript",
+        "create_function",
+        "total_changes",
+        "in_transaction",
+    ],
+)
+def test_closed_connection_other_methods(conn, call):
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="Cannot operate on a closed database"):
+        call(conn)
+
+
+def test_close_connection_twice(conn):
+    conn.close()
+    conn.close()
+
+
+def test_cursor_of_closed_connection(conn):
+    cur = conn.execute("select 1")
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError, match=r"^Cannot operate on a closed database\.$"):
+        cur.execute("select 2")
+    with pytest.raises(sqlite3.ProgrammingError, match=r"^Cannot operate on a closed database\.$"):
+        cur.fetchall()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda cur: cur.execute("select 1"),
+        lambda cur: cur.executemany("select ?", []),
+        lambda cur: cur.executescript("select 1;"),
+        lambda cur: cur.fetchone(),
+        lambda cur: cur.fetchmany(),
+        lambda cur: cur.fetchall(),
+        lambda cur: next(iter(cur)),
+    ],
+    ids=["execute", "executemany", "executescript", "fetchone", "fetchmany", "fetchall", "next"],
+)
+def test_closed_cursor(conn, call):
+    cur = conn.execute("select 1 union all select 2")
+    cur.close()
+    with pytest.raises(sqlite3.ProgrammingError, match=r"^Cannot operate on a closed cursor\.$"):
+        call(cur)
+
+
+def test_connection_still_usable_after_cursor_close(conn):
+    conn.cursor().close()
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_too_few_qmark_params(conn):
+    _assert_same_error(conn, "select ?, ?", (1,), kind=sqlite3.ProgrammingError)
+
+
+def test_too_many_qmark_params(conn):
+    _assert_same_error(conn, "select ?", (1, 2), kind=sqlite3.ProgrammingError)
+
+
+def test_params_given_but_none_used(conn):
+    _assert_same_error(conn, "select 1", (1,), kind=sqlite3.ProgrammingError)
+
+
+def test_missing_named_param(conn):
+    _assert_same_error(conn, "select :a, :b", {"a": 1}, kind=sqlite3.ProgrammingError)
+
+
+def test_executemany_wrong_param_count(conn):
+    conn.execute("create table t(a, b)")
+    with pytest.raises(sqlite3.ProgrammingError, match="Incorrect number of bindings"):
+        conn.executemany("insert into t values (?, ?)", [(1, 2), (3,)])
+
+
+def test_syntax_error(conn):
+    _assert_same_error(conn, "selec 1", kind=sqlite3.OperationalError)
+
+
+def test_syntax_error_incomplete(conn):
+    _assert_same_error(conn, "select * from", kind=sqlite3.OperationalError)
+
+
+def test_no_such_table(conn):
+    _assert_same_error(conn, "select * from missing", kind=sqlite3.OperationalError)
+
+
+def test_no_such_column(conn):
+    conn.execute("create table t(a)")
+    _assert_same_error(
+        conn, "select b from t", setup="create table t(a);", kind=sqlite3.OperationalError
+    )
+
+
+def test_table_already_exists(conn):
+    conn.execute("create table t(a)")
+    _assert_same_error(
+        conn, "create table t(a)", setup="create table t(a);", kind=sqlite3.OperationalError
+    )
+
+
+def test_syntax_error_in_executescript(conn):
+    with pytest.raises(sqlite3.OperationalError, match='near "selec": syntax error'):
+        conn.executescript("select 1; selec 2;")
+
+
+def test_two_statements_in_execute(conn):
+    _assert_same_error(conn, "select 1; select 2", kind=sqlite3.ProgrammingError)
+
+
+def test_executemany_refuses_select(conn):
+    with pytest.raises(
+        sqlite3.ProgrammingError, match=r"^executemany\(\) can only execute DML statements\.$"
+    ):
+        conn.executemany("select ?", [(1,)])
+
+
+_UNIQUE_SETUP = (
+    "create table u(id integer primary key, name text unique not null);"
+    "insert into u values (1, 'a');"
+)
+
+
+def _violate(conn, sql: str) -> sqlite3.IntegrityError:
+    conn.executescript(_UNIQUE_SETUP)
+    return _assert_same_error(conn, sql, setup=_UNIQUE_SETUP, kind=sqlite3.IntegrityError)
+
+
+def test_unique_violation(conn):
+    _violate(conn, "insert into u values (2, 'a')")
+
+
+def test_primary_key_violation(conn):
+    _violate(conn, "insert into u values (1, 'b')")
+
+
+def test_not_null_violation(conn):
+    _violate(conn, "insert into u values (3, null)")
+
+
+@_needs_errorcode
+@pytest.mark.parametrize(
+    ("sql", "name"),
+    [
+        ("insert into u values (2, 'a')", "SQLITE_CONSTRAINT_UNIQUE"),
+        ("insert into u values (1, 'b')", "SQLITE_CONSTRAINT_PRIMARYKEY"),
+        ("insert into u values (3, null)", "SQLITE_CONSTRAINT_NOTNULL"),
+    ],
+)
+def test_constraint_error_code_and_name(conn, sql, name):
+    error = _violate(conn, sql)
+    assert error.sqlite_errorname == name
+    assert error.sqlite_errorcode == getattr(sqlite3, name)
+
+
+@_needs_errorcode
+def test_operational_error_code(conn):
+    error = _assert_same_error(conn, "selec 1", kind=sqlite3.OperationalError)
+    assert error.sqlite_errorcode == sqlite3.SQLITE_ERROR
+    assert error.sqlite_errorname == "SQLITE_ERROR"
+
+
+def test_integrity_error_in_executemany(conn, observer):
+    conn.execute("create table t(x unique)")
+    conn.commit()
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: t.x"):
+        conn.executemany("insert into t values (?)", [(1,), (2,), (1,)])
+    assert conn.in_transaction
+    assert conn.execute("select count(*) from t").fetchone() == (2,)
+    conn.rollback()
+    assert observer.execute("select count(*) from t").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [object(), decimal.Decimal("1.5"), [1, 2], {"a": 1}, threading.Lock()],
+    ids=["object", "decimal", "list", "dict", "lock"],
+)
+def test_unsupported_parameter_type(conn, value):
+    _assert_same_error(conn, "select ?", (value,), kind=sqlite3.ProgrammingError)
+
+
+def test_unsupported_parameter_type_named(conn):
+    _assert_same_error(conn, "select :v", {"v": object()}, kind=sqlite3.ProgrammingError)
+
+
+def test_parameters_must_be_sequence_or_mapping(conn):
+    _assert_same_error(conn, "select ?", 5, kind=sqlite3.ProgrammingError)
+
+
+def test_udf_error_keeps_connection_usable(conn):
+    conn.create_function("fail", 0, lambda: 1 / 0)
+    _ = pytest.raises(sqlite3.OperationalError, conn.execute, "select fail()")
+    assert conn.execute("select 2").fetchone() == (2,)
+
+
+def test_error_inside_transaction_keeps_transaction(conn):
+    conn.execute("create table t(x)")
+    conn.execute("insert into t values (1)")
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("insert into missing values (1)")
+    assert conn.in_transaction
+    conn.commit()
+    assert conn.execute("select x from t").fetchall() == [(1,)]
