@@ -427,7 +427,7 @@ class Connection:
 
     def execute(self, sql: str, parameters: Any = None, /) -> Cursor:
         """Shortcut: a new cursor's execute()."""
-        return self.cursor().execute(sql, parameters)
+        return Cursor(self).execute(sql, parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
         """Shortcut: a new cursor's executemany()."""

@@ -18,7 +18,7 @@ import pickle
 import sqlite3
 import threading
 import time
-from threading import get_ident
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
@@ -28,9 +28,21 @@ if TYPE_CHECKING:
 
 CHEAP_SECONDS = 50e-6
 _SAMPLES = 5  # recent runs whose median decides
-_ALWAYS_MEASURE = 32  # first runs of a statement, then one in _MEASURE_EVERY
-_MEASURE_EVERY = 16
+_MEASURE_EVERY = 16  # after its first runs, one run in this many is timed
 _clock = time.thread_time
+
+
+class _ThreadState:
+    """One thread's read-only connection and what it has applied."""
+
+    __slots__ = ("con", "applied", "tf", "fresh", "owner", "__weakref__")
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        self.applied = 0
+        self.tf: Any = str
+        self.fresh = True
+        self.owner: Any = None
 
 
 class LocalReads:
@@ -50,59 +62,60 @@ class LocalReads:
         self._tls = threading.local()
         self.heavy: set[str] = set()
         self._cost: dict[str, list[float]] = {}
-        self._runs: dict[str, int] = {}
         self.disabled = False
-        self.running: dict[int, tuple[Any, sqlite3.Connection]] = {}
+        self._states: list[weakref.ref[_ThreadState]] = []
+        self._states_lock = threading.Lock()
+        self._tick = 0
         self.statements = 0
 
-    def _connection(self) -> sqlite3.Connection:
-        tls = self._tls
+    def _open(self) -> _ThreadState:
         con = sqlite3.connect(
             self._target, uri=True, detect_types=self._detect_types, timeout=self._timeout,
             check_same_thread=False, isolation_level=None,
         )
-        tls.con, tls.applied, tls.tf, tls.fresh = con, 0, str, True
-        return con
+        state = _ThreadState(con)
+        self._tls.state = state
+        with self._states_lock:
+            self._states.append(weakref.ref(state))
+        return state
 
-    def _catch_up(self, con: sqlite3.Connection) -> None:
+    def _catch_up(self, state: _ThreadState) -> None:
         """Apply the pool's setup entries this thread's connection has not seen."""
-        tls = self._tls
         setup = self._pool.setup
-        while tls.applied < len(setup):
-            kind, _, payload = setup[tls.applied]
+        while state.applied < len(setup):
+            kind, _, payload = setup[state.applied]
             if kind == p.SETUP_CALL:
                 name, args, kwargs = pickle.loads(payload)
                 if name not in ("load_extension", "enable_load_extension", "set_trace_callback"):
-                    getattr(con, name)(*args, **kwargs)
+                    getattr(state.con, name)(*args, **kwargs)
             elif kind == p.SETUP_SQL:
-                con.execute(payload).fetchall()
-            tls.applied += 1
+                state.con.execute(payload).fetchall()
+            state.applied += 1
 
     def run(self, owner: Any, sql: str, params: Any, text_factory: Any) -> tuple | None:
         """The reply a worker would give, or None when the workers should run it."""
-        tls = self._tls
         try:
-            con = tls.con
+            state = self._tls.state
         except AttributeError:
             try:
-                con = self._connection()
+                state = self._open()
             except sqlite3.Error:
                 self.disabled = True
                 return None
-        if tls.applied < len(self._pool.setup):
+        if state.applied < len(self._pool.setup):
             try:
-                self._catch_up(con)
+                self._catch_up(state)
             except Exception:
                 self.disabled = True
                 return None
-        if tls.tf is not text_factory:
-            con.text_factory = tls.tf = text_factory
-        ident = get_ident()
-        self.running[ident] = (owner, con)
-        runs = self._runs.get(sql, 0) + 1
-        self._runs[sql] = runs
-        measure = runs <= _ALWAYS_MEASURE or not runs % _MEASURE_EVERY
+        con = state.con
+        if state.tf is not text_factory:
+            con.text_factory = state.tf = text_factory
+        self._tick += 1
+        recent = self._cost.get(sql)
+        measure = recent is None or len(recent) < _SAMPLES or not self._tick % _MEASURE_EVERY
         start = _clock() if measure else 0.0
+        state.owner = owner
         try:
             cur = con.execute(sql) if params is None else con.execute(sql, params)
             rows = cur.fetchmany(p.FIRST_ROWS) if cur.description is not None else []
@@ -112,14 +125,14 @@ class LocalReads:
                 return None
             raise
         finally:
-            del self.running[ident]
+            state.owner = None
         if len(rows) == p.FIRST_ROWS:
             self.heavy.add(sql)
             cur.close()
             return None
         if measure:
-            if tls.fresh:  # the first statement also loads the schema: not a fair measure
-                tls.fresh = False
+            if state.fresh:  # the first statement also loads the schema: not a fair measure
+                state.fresh = False
             else:
                 self._judge(sql, _clock() - start)
         self.statements += 1
@@ -137,6 +150,9 @@ class LocalReads:
 
     def interrupt(self, owner: Any) -> None:
         """Interrupt the local statements ``owner`` is running."""
-        for who, con in list(self.running.values()):
-            if who is owner:
-                con.interrupt()
+        with self._states_lock:
+            states = [ref() for ref in self._states]
+            self._states = [ref for ref, st in zip(self._states, states) if st is not None]
+        for state in states:
+            if state is not None and state.owner is owner:
+                state.con.interrupt()
