@@ -4,12 +4,12 @@ A round trip to a worker costs tens of microseconds; a point query costs a
 few. So a read outside any transaction first runs here, on a read-only
 connection of the calling thread (WAL keeps it consistent with the workers:
 each statement sees everything committed before it started). A statement
-that proves expensive here (the median CPU time of its last few runs over
-``CHEAP_SECONDS``, or a hundred times that once, or more rows than one
-reply carries) is remembered
-and from then on always goes to the workers, where it runs outside the
-caller's GIL. A first run may be slow for reasons of its own (schema load,
-cold cache), hence the several runs.
+that proves expensive here (the median CPU time of its recent runs over
+``CHEAP_SECONDS``, or forty times that once, or more rows than one reply
+carries) is remembered and from then on always goes to the workers, where
+it runs outside the caller's GIL. A first run may be slow for reasons of its
+own (schema load, cold cache), hence the several runs; runs that overlap
+other threads are not sampled, since GIL hand-offs inflate their CPU time.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ from . import protocol as p
 if TYPE_CHECKING:
     from .pool import Pool
 
-CHEAP_SECONDS = 50e-6
-_SAMPLES = 5  # recent runs whose median decides
+# A round trip to a worker costs ~60-100 us; below this much CPU a statement is
+# cheaper here, even for threads that queue for the GIL meanwhile.
+CHEAP_SECONDS = 250e-6
+_SAMPLES = 15  # recent timed runs whose median decides, once there are _MIN_SAMPLES
+_MIN_SAMPLES = 5
 _MEASURE_EVERY = 16  # after its first runs, one run in this many is timed
 _clock = time.thread_time
 
@@ -66,6 +69,7 @@ class LocalReads:
         self._states: list[weakref.ref[_ThreadState]] = []
         self._states_lock = threading.Lock()
         self._tick = 0
+        self._inside: set[_ThreadState] = set()
         self.statements = 0
 
     def _open(self) -> _ThreadState:
@@ -112,9 +116,16 @@ class LocalReads:
         if state.tf is not text_factory:
             con.text_factory = state.tf = text_factory
         self._tick += 1
+        inside = self._inside
+        inside.add(state)
         recent = self._cost.get(sql)
-        measure = recent is None or len(recent) < _SAMPLES or not self._tick % _MEASURE_EVERY
-        start = _clock() if measure else 0.0
+        # Sampled only while no other thread runs here: GIL hand-offs between
+        # busy threads cost CPU that is no fault of the statement.
+        sample = len(inside) == 1 and (
+            recent is None or len(recent) < _SAMPLES or not self._tick % _MEASURE_EVERY
+        )
+        timed = sample or not self._tick % _MEASURE_EVERY
+        start = _clock() if timed else 0.0
         state.owner = owner
         try:
             cur = con.execute(sql) if params is None else con.execute(sql, params)
@@ -126,15 +137,19 @@ class LocalReads:
             raise
         finally:
             state.owner = None
+            inside.discard(state)
         if len(rows) == p.FIRST_ROWS:
             self.heavy.add(sql)
             cur.close()
             return None
-        if measure:
+        if timed:
+            cost = _clock() - start
             if state.fresh:  # the first statement also loads the schema: not a fair measure
                 state.fresh = False
-            else:
-                self._judge(sql, _clock() - start)
+            elif cost > 40 * CHEAP_SECONDS:
+                self.heavy.add(sql)
+            elif sample:
+                self._judge(sql, cost)
         self.statements += 1
         reply = (cur.description, cur.rowcount, cur.lastrowid, rows, False, False, 0)
         cur.close()
@@ -145,7 +160,7 @@ class LocalReads:
         recent.append(cost)
         del recent[:-_SAMPLES]
         median = sorted(recent)[len(recent) // 2]
-        if (len(recent) >= 3 and median > CHEAP_SECONDS) or cost > 100 * CHEAP_SECONDS:
+        if len(recent) >= _MIN_SAMPLES and median > CHEAP_SECONDS:
             self.heavy.add(sql)
 
     def interrupt(self, owner: Any) -> None:
