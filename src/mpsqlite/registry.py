@@ -11,6 +11,7 @@ import atexit
 import os
 import pickle
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -86,9 +87,9 @@ def put_pool(pool: Pool) -> None:
     """
     with _lock:
         pool.refs -= 1
-        if pool.refs > 0:
+        if pool.refs > 0 or pool.closed:
             return
-        if not pool.private:
+        if not pool.private and not sys.is_finalizing():
             timer = threading.Timer(LINGER_SECONDS, _close_if_unused, (pool,))
             timer.daemon = True
             timer.start()

@@ -91,7 +91,7 @@ def test_large_results_go_to_the_workers(con):
 
 
 def test_expensive_reads_go_to_the_workers(con):
-    con.create_function("slow", 1, lambda x: sum(range(2000)) and x)
+    con.create_function("slow", 1, lambda x: sum(range(20000)) and x)
     sql = "select slow(v) from t where id < 20"
     for _ in range(5):
         assert len(con.execute(sql).fetchall()) == 19
