@@ -67,6 +67,9 @@ class _Worker:
         self.con = self.driver.connect(*init["connect_args"], **kwargs)
         self.cursors: dict[int, _Pending] = {}
         self.prefetch_cid: int | None = None
+        # Pool-wide pragmas wait while a transaction is open here: some may
+        # not change inside one.
+        self.deferred: list[tuple] = []
         self.text_factories: dict[int, Any] = {0: str}
         self.text_factory_key = 0
 
@@ -81,6 +84,13 @@ class _Worker:
                     pending.cur.close()
         if setup:
             for entry in setup:
+                if entry[0] == p.SETUP_SQL:
+                    self.deferred.append(entry)
+                else:
+                    self._apply_setup(entry)
+        if self.deferred and not self._in_transaction():
+            entries, self.deferred = self.deferred, []
+            for entry in entries:
                 self._apply_setup(entry)
         if op == p.OP_EXEC:
             return True, self._exec(*req[3:])
@@ -105,7 +115,10 @@ class _Worker:
             name, args, kwargs = pickle.loads(payload)
             getattr(self.con, name)(*args, **kwargs)
         elif kind == p.SETUP_SQL:
-            self.con.execute(payload).fetchall()
+            try:
+                self.con.execute(payload).fetchall()
+            except self.driver.Error:
+                pass  # it failed, and said so, where the statement itself ran
         elif kind == p.SETUP_TEXT_FACTORY:
             self.text_factories[key] = pickle.loads(payload)
         elif kind == p.SETUP_CONVERTER:
