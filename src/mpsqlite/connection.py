@@ -20,13 +20,17 @@ from typing import Any
 
 from . import protocol as p
 from .adapt import adapt_many, adapt_params
-from .classify import Kind, classify, first_word, is_dml
+from .classify import Kind, classify, first_word, is_dml, pragma_assignment
 from .cursor import Cursor
 from .pool import WorkerDied, WorkerHandle
 from .registry import dumps_callable, get_pool, put_pool
 from .settings import LEGACY_TRANSACTION_CONTROL, PoolSettings
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+# How many leading arguments name what a registration sets (function name, arity...).
+_KEY_ARGS = {"create_function": 2, "create_aggregate": 2, "create_window_function": 2,
+             "create_collation": 1, "setlimit": 1, "load_extension": 1}
+_NOTHING = (None, -1, None, [], False, False, 0)  # the reply of a statement with no result
 
 
 class Connection:
@@ -110,8 +114,27 @@ class Connection:
                     return reply, None
             return self._run_reader((cursor._cid, sql, params, many))
         if kind is Kind.CONFIG:
-            sql = self._pool.config_sql(sql)
-        args = (cursor._cid, sql, params, many)
+            return self._execute_config(cursor, sql, params)
+        return self._execute_locked((cursor._cid, sql, params, many), kind)
+
+    def _execute_config(self, cursor: Cursor, sql: str, params: Any) -> tuple:
+        """A pool-wide setting: run it here once, then record it for every worker.
+
+        The same setting made again (each new connection of an application
+        tends to) is recorded once, and not run again.
+        """
+        sql = self._pool.config_sql(sql)
+        assignment = pragma_assignment(sql)
+        key = ("pragma", assignment[0]) if assignment else ("sql", sql)
+        entry = (p.SETUP_SQL, None, sql)
+        if params is None and self._pool.is_current(key, entry):
+            return _NOTHING, None
+        result = self._execute_locked((cursor._cid, sql, params, False), Kind.READ)
+        self._pool.add_setup(entry, key)
+        return result
+
+    def _execute_locked(self, args: tuple, kind: Kind) -> tuple:
+        sql = args[1]
         with self._lock:
             self._raise_if_revoked()
             if self._txn is not None:
@@ -456,7 +479,9 @@ class Connection:
         """Register a connection-level callback in every worker, checked on one now."""
         self._check()
         entry = (p.SETUP_CALL, method, dumps_callable((method, args, kwargs), what))
-        self._pool.add_setup(entry)
+        key = (method, *args[: _KEY_ARGS.get(method, 0)])
+        if not self._pool.add_setup(entry, key):
+            return
         try:
             self._call("pid")
         except BaseException:

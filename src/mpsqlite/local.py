@@ -35,6 +35,11 @@ _MEASURE_EVERY = 16  # after its first runs, one run in this many is timed
 _clock = time.thread_time
 
 
+# Schema pragmas answer from the connection's cached schema without checking
+# that it is current; any read of sqlite_master reloads a stale one.
+_SCHEMA_CHECK = "SELECT 1 FROM sqlite_master LIMIT 0"
+
+
 class _ThreadState:
     """One thread's read-only connection and what it has applied."""
 
@@ -93,7 +98,10 @@ class LocalReads:
                 if name not in ("load_extension", "enable_load_extension", "set_trace_callback"):
                     getattr(state.con, name)(*args, **kwargs)
             elif kind == p.SETUP_SQL:
-                state.con.execute(payload).fetchall()
+                try:
+                    state.con.execute(payload).fetchall()
+                except sqlite3.Error:
+                    pass  # e.g. a pragma a read-only connection may not set
             state.applied += 1
 
     def run(self, owner: Any, sql: str, params: Any, text_factory: Any) -> tuple | None:
@@ -128,6 +136,8 @@ class LocalReads:
         start = _clock() if timed else 0.0
         state.owner = owner
         try:
+            if sql[:6].upper() == "PRAGMA":
+                con.execute(_SCHEMA_CHECK).close()
             cur = con.execute(sql) if params is None else con.execute(sql, params)
             rows = cur.fetchmany(p.FIRST_ROWS) if cur.description is not None else []
         except sqlite3.OperationalError as exc:

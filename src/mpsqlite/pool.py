@@ -178,6 +178,7 @@ class Pool:
         self.connect_args = connect_args
         self.connect_kwargs = connect_kwargs
         self.setup: list[tuple] = []
+        self._latest: dict[Any, tuple] = {}
         self._text_factories: list[tuple[Any, int]] = []
         self.gate = WriterGate(max_hold)
         self._cond = threading.Condition()
@@ -303,13 +304,27 @@ class Pool:
 
     # -- setup broadcast --------------------------------------------------
 
-    def add_setup(self, entry: tuple) -> None:
-        """Record an entry every worker applies before its next request."""
+    def add_setup(self, entry: tuple, key: Any = None) -> bool:
+        """Record an entry every worker applies before its next request.
+
+        With a ``key`` (what the entry sets), an entry identical to the latest
+        one for that key is not recorded again, so a setting repeated by every
+        new connection does not grow the list. Returns whether it was recorded.
+        """
         with self._cond:
+            if key is not None:
+                if self._latest.get(key) == entry:
+                    return False
+                self._latest[key] = entry
             self.setup.append(entry)
+            return True
+
+    def is_current(self, key: Any, entry: tuple) -> bool:
+        """Whether ``entry`` is already the latest recorded for ``key``."""
+        return self._latest.get(key) == entry
 
     def config_sql(self, sql: str) -> str:
-        """Record a connection-scoped pragma for every worker; returns the SQL to run.
+        """The SQL to run for a connection-scoped pragma (or ATTACH/DETACH).
 
         ``synchronous`` at FULL or above is kept by group commit (see
         :mod:`mpsqlite.durability`) while the workers themselves run at NORMAL.
@@ -321,7 +336,6 @@ class Pool:
                 if level is not None:
                     self.sync.level = level
                     sql = "PRAGMA synchronous=NORMAL" if level >= 2 else sql
-        self.add_setup((p.SETUP_SQL, None, sql))
         return sql
 
     def text_factory_key(self, factory: Any, dump: Callable[[], bytes]) -> int:
@@ -337,6 +351,9 @@ class Pool:
 
     def remove_setup(self, entry: tuple) -> None:
         with self._cond:
+            for key, latest in list(self._latest.items()):
+                if latest == entry:
+                    del self._latest[key]
             if entry in self.setup:
                 index = self.setup.index(entry)
                 del self.setup[index]

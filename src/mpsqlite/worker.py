@@ -138,6 +138,10 @@ class _Worker:
         cur = self.con.cursor()
         if begin:
             cur.execute(begin)
+        if self.is_sqlite and sql.lstrip()[:6].upper() == "PRAGMA":
+            # Schema pragmas answer from a cached schema that another worker's
+            # DDL may have outdated; reading sqlite_master reloads it.
+            cur.execute("SELECT 1 FROM sqlite_master LIMIT 0").fetchall()
         if begin is not None and not self.is_sqlite:
             self.dirty = True
         try:

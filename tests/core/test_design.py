@@ -233,3 +233,39 @@ def test_unused_shared_pool_lingers_then_stops(tmp_path, monkeypatch):
     while any(running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(running(pid) for pid in pids)
+
+
+def test_attach_is_pool_wide_and_may_be_repeated(tmp_path):
+    other = tmp_path / "other.db"
+    a = mpsqlite.connect(tmp_path / "main.db", workers=2)
+    a.execute(f"ATTACH DATABASE '{other}' AS o")
+    a.execute("create table o.z(v)")
+    a.execute("insert into o.z values (1)")
+    a.commit()
+    b = mpsqlite.connect(tmp_path / "main.db", workers=2)
+    b.execute(f"ATTACH DATABASE '{other}' AS o")  # sqlite3 allows this per connection
+    assert {tuple(b.execute("select v from o.z").fetchall()) for _ in range(6)} == {((1,),)}
+    a.close()
+    b.close()
+
+
+def test_schema_pragmas_see_ddl_made_on_another_worker(tmp_path):
+    c = mpsqlite.connect(tmp_path / "fk.db", workers=3, isolation_level=None, local_reads=False)
+    for _ in range(3):
+        c.execute("select 1").fetchall()
+    c.execute("create table x(id integer primary key)")
+    c.execute("create table t(x_id integer references x(id))")
+    for _ in range(6):
+        assert len(c.execute("pragma foreign_key_list(t)").fetchall()) == 1
+    c.close()
+
+
+def test_repeated_registrations_do_not_grow_the_setup_list(con):
+    size = len(con._pool.setup)
+    for _ in range(5):
+        con.create_function("f", 1, abs)
+        con.execute("pragma foreign_keys = on")
+    assert len(con._pool.setup) == size + 2
+    con.create_function("f", 1, lambda x: x)  # a different function is recorded
+    assert len(con._pool.setup) == size + 3
+    assert con.execute("select f(-2)").fetchone() == (-2,)
