@@ -1,0 +1,329 @@
+r"""SQLAlchemy dialect for mpsqlite: SQLite with statements run in worker processes.
+
+DBAPI
+-----
+``mpsqlite`` (this distribution), a DB-API 2.0 drop-in for ``sqlite3`` whose
+connections run each statement in a pool of worker processes.
+
+Connecting
+----------
+Connect String::
+
+    sqlite+mpsqlite:///relative/path/app.db?workers=4
+    sqlite+mpsqlite:////absolute/path/app.db
+    sqlite+mpsqlite://                 (":memory:", one private worker per connection)
+
+Everything else is SQLAlchemy's own SQLite dialect: this is a thin subclass of
+``SQLiteDialect_pysqlite`` that reuses its types, DDL, reflection and SQL
+compiler, so ``sqlalchemy.dialects.sqlite.insert``, ``JSON``, ``DATETIME`` and
+the rest work unchanged.  ``engine.name`` is ``"sqlite"`` and ``engine.driver``
+is ``"mpsqlite"``.
+
+Options
+-------
+URL query options and ``create_engine(connect_args={...})`` go to
+``mpsqlite.connect()``; unknown names and malformed values raise
+:class:`sqlalchemy.exc.ArgumentError` naming the option (the stock pysqlite
+dialect only warns).  In the URL:
+
+* ``workers=N`` -- worker processes in the pool (default: one per core).
+* ``timeout``, ``detect_types``, ``cached_statements``, ``check_same_thread``,
+  ``uri`` -- as for ``sqlite3.connect``, plus any other keyword option that
+  ``mpsqlite.connect()`` declares, coerced to the type of its default.
+* ``begin=deferred|immediate|exclusive|driver`` -- how transactions start (below);
+  also accepted as ``create_engine(url, begin=...)``.
+* With ``uri=true``, SQLite's URI parameters (``mode``, ``cache``, ``vfs``,
+  ``psow``, ``nolock``, ``immutable``, ``modeof``) are appended to the file name,
+  as with pysqlite: ``sqlite+mpsqlite:///file:app.db?mode=ro&uri=true``.
+
+Transactions
+------------
+The pysqlite driver starts transactions implicitly, and only before
+INSERT/UPDATE/DELETE: SELECTs before the first write run outside any
+transaction, SAVEPOINT misbehaves and DDL is not transactional.  SQLAlchemy's
+documentation ("Serializable isolation / Savepoints / Transactional DDL")
+recommends switching the driver's implicit BEGIN off and emitting BEGIN
+yourself.  **This dialect does that by default** (``begin=deferred``), sending
+``BEGIN`` right before the first statement of each SQLAlchemy transaction:
+
+* with mpsqlite a transaction is what pins a connection to one worker; with the
+  driver's late BEGIN, the reads of a ``Session`` before its first flush would
+  run on arbitrary workers and see different snapshots.  Here a ``Session`` or
+  ``Connection`` transaction is one SQLite transaction on one worker from its
+  first statement to commit or rollback;
+* ``begin_nested()`` / SAVEPOINT and transactional DDL work as documented;
+* BEGIN waits for the first statement (not ``Connection.begin()``), so a
+  transaction that has not executed anything holds no worker.
+
+The cost is one round trip for BEGIN per transaction, and a transaction holds
+its worker until it ends, so end sessions promptly: the pool has ``workers``
+workers and further transactions wait for one (mpsqlite currently also gives each
+transaction its writer slot, so transactions run one at a time; reads outside
+transactions, e.g. under AUTOCOMMIT, run in parallel).
+``begin=immediate`` (or ``exclusive``) starts transactions with ``BEGIN
+IMMEDIATE`` (``EXCLUSIVE``), taking SQLite's write lock up front;
+``begin=driver`` restores the stock pysqlite behaviour (implicit BEGIN before
+DML only; earlier reads spread over all workers).  Statements sent on the raw
+DBAPI connection (``conn.connection.cursor()``) bypass the dialect and do not
+trigger the deferred BEGIN; a transaction whose first statement is a BEGIN of
+its own (``conn.exec_driver_sql("BEGIN IMMEDIATE")``) uses that one instead.
+
+Isolation levels: ``SERIALIZABLE`` (default), ``READ UNCOMMITTED`` and
+``AUTOCOMMIT``, e.g. ``create_engine(url, isolation_level="AUTOCOMMIT")`` or
+``conn.execution_options(isolation_level="AUTOCOMMIT")``.  Under AUTOCOMMIT no
+BEGIN is sent and every statement may run on any worker.  ``READ UNCOMMITTED``
+is accepted but behaves as ``SERIALIZABLE``: it only has an effect with SQLite's
+shared cache, which cannot span worker processes.  The level is kept by the
+dialect rather than sent as ``PRAGMA read_uncommitted``, which mpsqlite would
+apply to the whole pool, i.e. to every other connection as well.
+
+TEMP tables and views belong to one worker's SQLite connection: use them
+within one transaction.  A later transaction may run on another worker.
+
+Pooling
+-------
+An mpsqlite connection is a cheap handle over a process pool that all handles
+for the same database share; the handle itself carries transaction state
+(which worker it is pinned to).  So:
+
+* file databases use :class:`~sqlalchemy.pool.QueuePool`: each checked-out
+  SQLAlchemy connection needs a handle of its own (one transaction each), and
+  reusing handles avoids re-running the on-connect setup, which registers the
+  ``regexp``/``floor`` SQL functions in *every* worker.  ``rollback()`` on
+  check-in costs no round trip when no transaction is open.  ``NullPool`` would
+  pay that setup on every checkout; ``StaticPool`` would let threads share one
+  transaction; ``SingletonThreadPool`` is meant for drivers whose connections
+  cannot cross threads, which mpsqlite's can.  More threads than ``workers``
+  can hold connections; their transactions queue for a worker inside mpsqlite.
+* ``:memory:`` uses :class:`~sqlalchemy.pool.SingletonThreadPool`, as stock
+  pysqlite does: each mpsqlite ``:memory:`` connection is its own database in
+  a private worker.  Pass ``poolclass=StaticPool`` to share one across threads.
+
+A worker that dies (killed, crashed) makes mpsqlite raise ``OperationalError``
+mentioning that the worker process died; :meth:`MPSQLiteDialect.is_disconnect`
+recognises it, so SQLAlchemy invalidates the pool and the next checkout gets a
+fresh handle (``pool_pre_ping=True`` also works).
+
+Binary and user functions
+-------------------------
+Parameters cross a process boundary: ``memoryview`` values (the stock dialect's
+``LargeBinary`` parameters) are sent as ``bytes`` by mpsqlite, and functions given
+to ``create_function`` are pickled with cloudpickle and registered in every
+worker.  The dialect's own ``regexp`` and ``floor`` functions are module-level.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from sqlalchemy import exc, pool
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+from . import _options
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import ConnectArgsType, DBAPIConnection
+    from sqlalchemy.engine.url import URL
+
+_BEGIN_SQL = {"deferred": "BEGIN", "immediate": "BEGIN IMMEDIATE", "exclusive": "BEGIN EXCLUSIVE"}
+
+_DISCONNECT_FRAGMENTS = ("connection is closed", "cannot operate on a closed database")
+
+
+def _regexp(pattern: str, value: str | None) -> bool | None:
+    """SQL ``regexp(pattern, value)`` behind SQLite's REGEXP operator."""
+    if value is None:
+        return None
+    return re.search(pattern, value) is not None
+
+
+def _raw(connection: Any) -> Any:
+    """The DBAPI connection behind a pool proxy (or the connection itself)."""
+    return getattr(connection, "dbapi_connection", connection)
+
+
+def _is_dead_worker_message(message: str) -> bool:
+    lowered = message.lower()
+    if "worker process" in lowered and ("died" in lowered or "exited" in lowered):
+        return True
+    return any(fragment in lowered for fragment in _DISCONNECT_FRAGMENTS)
+
+
+class MPSQLiteDialect(SQLiteDialect_pysqlite):
+    """SQLite dialect whose DBAPI is mpsqlite; see the module docstring."""
+
+    driver = "mpsqlite"
+    supports_statement_cache = True
+
+    def __init__(self, begin: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.begin_mode = self._validated_begin(begin or "deferred")
+        # isolation level per DBAPI connection, kept here because mpsqlite
+        # would apply PRAGMA read_uncommitted to the whole pool (module docstring)
+        self._levels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._autocommit: weakref.WeakSet[Any] = weakref.WeakSet()
+        # connections whose SQLAlchemy transaction has begun but sent no statement yet
+        self._pending_begin: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @staticmethod
+    def _validated_begin(value: str) -> str:
+        try:
+            return _options._to_begin(value)
+        except ValueError as err:
+            raise exc.ArgumentError(
+                f"Invalid value {value!r} for mpsqlite option 'begin': {err}"
+            ) from None
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        """Return the ``mpsqlite`` module (defined here so SQLAlchemy does not use sqlite3)."""
+        import mpsqlite
+
+        return mpsqlite
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        """QueuePool for files, SingletonThreadPool for ``:memory:`` (see module docstring)."""
+        if cls._is_url_file_db(url):
+            return pool.QueuePool
+        return pool.SingletonThreadPool
+
+    def _driver_connect(self) -> Callable[..., Any]:
+        dbapi = self.dbapi
+        return dbapi.connect if dbapi is not None else (lambda *a, **k: None)
+
+    def create_connect_args(self, url: URL) -> ConnectArgsType:
+        """Turn the URL into ``mpsqlite.connect()`` arguments, validating every option."""
+        if url.username or url.password or url.host or url.port:
+            raise exc.ArgumentError(
+                f"Invalid mpsqlite URL: {url!r}; valid forms are sqlite+mpsqlite:// "
+                "(memory), sqlite+mpsqlite:///relative/file.db and "
+                "sqlite+mpsqlite:////absolute/file.db"
+            )
+        driver, dialect_opts, uri_params = _options.parse_url_query(
+            url.query, self._driver_connect()
+        )
+        if "begin" in dialect_opts:
+            self.begin_mode = dialect_opts["begin"]
+        if "isolation_level" in driver and self.begin_mode != "driver":
+            raise exc.ArgumentError(
+                "mpsqlite option 'isolation_level' only applies with begin=driver; use "
+                "create_engine(url, isolation_level=...) to choose an isolation level"
+            )
+        filename = url.database or ":memory:"
+        if driver.get("uri"):
+            if uri_params:
+                filename += "?" + urlencode(sorted(uri_params.items()))
+        elif filename != ":memory:":
+            filename = os.path.abspath(filename)
+        return ([filename], driver)
+
+    def connect(self, *cargs: Any, **cparams: Any) -> DBAPIConnection:
+        """Open an mpsqlite connection after validating ``connect_args`` too."""
+        _options.check_connect_kwargs(cparams, self._driver_connect())
+        return super().connect(*cargs, **cparams)
+
+    def on_connect(self) -> Callable[[DBAPIConnection], None]:
+        """Switch off the driver's implicit BEGIN and register ``regexp``/``floor``."""
+        explicit = self.begin_mode != "driver"
+        func_kw = {"deterministic": True} if self.dbapi.sqlite_version_info >= (3, 9) else {}
+
+        def connect(dbapi_connection: DBAPIConnection) -> None:
+            if explicit:
+                dbapi_connection.isolation_level = None
+            dbapi_connection.create_function("regexp", 2, _regexp, **func_kw)
+            dbapi_connection.create_function("floor", 1, math.floor, **func_kw)
+
+        return connect
+
+    def set_isolation_level(self, dbapi_connection: DBAPIConnection, level: Any) -> None:
+        """Record the level; only ``begin=driver`` sends it to the driver."""
+        if self.begin_mode == "driver":
+            super().set_isolation_level(dbapi_connection, level)
+        elif level == "AUTOCOMMIT":
+            self._autocommit.add(dbapi_connection)
+            self._pending_begin.discard(dbapi_connection)
+        else:
+            self._autocommit.discard(dbapi_connection)
+            self._levels[dbapi_connection] = level
+
+    def get_isolation_level(self, dbapi_connection: DBAPIConnection) -> Any:
+        """Return the transaction isolation recorded by :meth:`set_isolation_level`."""
+        if self.begin_mode == "driver":
+            return super().get_isolation_level(dbapi_connection)
+        return self._levels.get(dbapi_connection, "SERIALIZABLE")
+
+    def detect_autocommit_setting(self, dbapi_conn: Any) -> bool:
+        """True when the connection is in AUTOCOMMIT."""
+        raw = _raw(dbapi_conn)
+        if self.begin_mode == "driver":
+            return super().detect_autocommit_setting(raw)
+        return raw in self._autocommit
+
+    def do_begin(self, dbapi_connection: Any) -> None:
+        """Arrange for BEGIN before the transaction's first statement (see module docs).
+
+        Deferring it to the first statement means an idle ``Connection.begin()``
+        holds no worker, so a thread may open a second connection meanwhile.
+        """
+        if self.begin_mode == "driver" or self.detect_autocommit_setting(dbapi_connection):
+            return
+        self._pending_begin.add(_raw(dbapi_connection))
+
+    def _begin_if_pending(self, cursor: Any, statement: str) -> None:
+        if self._pending_begin:
+            conn = cursor.connection
+            if conn in self._pending_begin:
+                self._pending_begin.discard(conn)
+                # a BEGIN of the caller's own (e.g. "BEGIN IMMEDIATE") replaces ours
+                if statement.lstrip()[:5].upper() != "BEGIN":
+                    cursor.execute(_BEGIN_SQL[self.begin_mode])
+
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        self._begin_if_pending(cursor, statement)
+        cursor.execute(statement, parameters)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        self._begin_if_pending(cursor, statement)
+        cursor.execute(statement)
+
+    def do_executemany(
+        self, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        self._begin_if_pending(cursor, statement)
+        cursor.executemany(statement, parameters)
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        self._pending_begin.discard(_raw(dbapi_connection))
+        super().do_commit(dbapi_connection)
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        self._pending_begin.discard(_raw(dbapi_connection))
+        super().do_rollback(dbapi_connection)
+
+    def _get_table_pragma(
+        self, connection: Any, pragma: str, table_name: str, schema: str | None = None
+    ) -> Any:
+        # A reflection PRAGMA such as foreign_key_list answers from the SQLite
+        # connection's cached schema without checking it is current, and a worker
+        # that has not read since another worker's DDL still has the old schema;
+        # reading sqlite_master (same transaction, hence same worker) reloads it.
+        quoted = self.identifier_preparer.quote_identifier(schema or "main")
+        connection.exec_driver_sql(f"SELECT 1 FROM {quoted}.sqlite_master LIMIT 0").close()
+        return super()._get_table_pragma(connection, pragma, table_name, schema=schema)
+
+    def is_disconnect(self, e: Exception, connection: Any, cursor: Any) -> bool:
+        """Recognise a dead worker process and a closed connection."""
+        dbapi = self.dbapi
+        if dbapi is None or not isinstance(e, dbapi.Error):
+            return False
+        return _is_dead_worker_message(str(e))
+
+
+dialect = MPSQLiteDialect
