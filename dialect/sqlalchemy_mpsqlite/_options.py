@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import exc
 
-BEGIN_MODES = ("deferred", "immediate", "exclusive", "driver")
+BEGIN_MODES = ("write", "deferred", "immediate", "exclusive", "driver")
 """Values of the ``begin`` option; see the dialect module's documentation."""
 
 # SQLite's own URI parameters (https://www.sqlite.org/uri.html); they are only

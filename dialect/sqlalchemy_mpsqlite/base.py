@@ -30,7 +30,7 @@ dialect only warns).  In the URL:
 * ``timeout``, ``detect_types``, ``cached_statements``, ``check_same_thread``,
   ``uri`` -- as for ``sqlite3.connect``, plus any other keyword option that
   ``mpsqlite.connect()`` declares, coerced to the type of its default.
-* ``begin=deferred|immediate|exclusive|driver`` -- how transactions start (below);
+* ``begin=write|deferred|immediate|exclusive|driver`` -- when BEGIN is sent (below);
   also accepted as ``create_engine(url, begin=...)``.
 * With ``uri=true``, SQLite's URI parameters (``mode``, ``cache``, ``vfs``,
   ``psow``, ``nolock``, ``immutable``, ``modeof``) are appended to the file name,
@@ -40,32 +40,35 @@ Transactions
 ------------
 The pysqlite driver starts transactions implicitly, and only before
 INSERT/UPDATE/DELETE: SELECTs before the first write run outside any
-transaction, SAVEPOINT misbehaves and DDL is not transactional.  SQLAlchemy's
-documentation ("Serializable isolation / Savepoints / Transactional DDL")
-recommends switching the driver's implicit BEGIN off and emitting BEGIN
-yourself.  **This dialect does that by default** (``begin=deferred``), sending
-``BEGIN`` right before the first statement of each SQLAlchemy transaction:
+transaction, SAVEPOINT misbehaves (the RELEASE of an outermost savepoint
+commits) and DDL is not transactional.  SQLAlchemy's documentation
+("Serializable isolation / Savepoints / Transactional DDL") recommends
+switching the driver's implicit BEGIN off and emitting BEGIN yourself.  This
+dialect switches it off and emits BEGIN itself, lazily; ``begin=`` says when:
 
-* with mpsqlite a transaction is what pins a connection to one worker; with the
-  driver's late BEGIN, the reads of a ``Session`` before its first flush would
-  run on arbitrary workers and see different snapshots.  Here a ``Session`` or
-  ``Connection`` transaction is one SQLite transaction on one worker from its
-  first statement to commit or rollback;
-* ``begin_nested()`` / SAVEPOINT and transactional DDL work as documented;
-* BEGIN waits for the first statement (not ``Connection.begin()``), so a
-  transaction that has not executed anything holds no worker.
+* ``begin=write`` (**the default**): right before the first statement of a
+  SQLAlchemy transaction that is not a plain read -- INSERT/UPDATE/DELETE, DDL,
+  SAVEPOINT.  Reads before it run outside the transaction, exactly as with the
+  stock ``sqlite://`` dialect, which in mpsqlite means in parallel on any worker
+  (cheap ones in the calling thread).  From that statement to commit or
+  rollback everything is one SQLite transaction on one worker, holding the
+  pool's writer slot: reads see the transaction's own writes, SAVEPOINT
+  (``begin_nested()``) and DDL are transactional, and a read-then-write
+  transaction never fails to upgrade its lock (its reads were not in it).
+* ``begin=deferred``: right before the first statement, whatever it is.  A
+  ``Session`` is then one SQLite transaction on one worker from its first
+  statement, its reads all from one snapshot.  mpsqlite treats an explicit
+  BEGIN as a write transaction, so such transactions run one at a time: choose
+  it for strict snapshot semantics, not for read-heavy concurrency.
+* ``begin=immediate`` / ``exclusive``: as ``deferred``, with ``BEGIN
+  IMMEDIATE`` (``EXCLUSIVE``).
+* ``begin=driver``: the stock pysqlite behaviour (the driver's implicit BEGIN
+  before DML only), with its SAVEPOINT pitfall.
 
-The cost is one round trip for BEGIN per transaction, and a transaction holds
-its worker until it ends, so end sessions promptly: the pool has ``workers``
-workers and further transactions wait for one (mpsqlite currently also gives each
-transaction its writer slot, so transactions run one at a time; reads outside
-transactions, e.g. under AUTOCOMMIT, run in parallel).
-``begin=immediate`` (or ``exclusive``) starts transactions with ``BEGIN
-IMMEDIATE`` (``EXCLUSIVE``), taking SQLite's write lock up front;
-``begin=driver`` restores the stock pysqlite behaviour (implicit BEGIN before
-DML only; earlier reads spread over all workers).  Statements sent on the raw
-DBAPI connection (``conn.connection.cursor()``) bypass the dialect and do not
-trigger the deferred BEGIN; a transaction whose first statement is a BEGIN of
+BEGIN never goes out at ``Connection.begin()`` itself, so a transaction that
+has executed nothing holds no worker.  Statements sent on the raw DBAPI
+connection (``conn.connection.cursor()``) bypass the dialect and do not
+trigger the pending BEGIN; a transaction whose first statement is a BEGIN of
 its own (``conn.exec_driver_sql("BEGIN IMMEDIATE")``) uses that one instead.
 
 Isolation levels: ``SERIALIZABLE`` (default), ``READ UNCOMMITTED`` and
@@ -125,13 +128,20 @@ from urllib.parse import urlencode
 from sqlalchemy import exc, pool
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
+from mpsqlite.classify import Kind, classify
+
 from . import _options
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import ConnectArgsType, DBAPIConnection
     from sqlalchemy.engine.url import URL
 
-_BEGIN_SQL = {"deferred": "BEGIN", "immediate": "BEGIN IMMEDIATE", "exclusive": "BEGIN EXCLUSIVE"}
+_BEGIN_SQL = {
+    "write": "BEGIN",
+    "deferred": "BEGIN",
+    "immediate": "BEGIN IMMEDIATE",
+    "exclusive": "BEGIN EXCLUSIVE",
+}
 
 _DISCONNECT_FRAGMENTS = ("connection is closed", "cannot operate on a closed database")
 
@@ -163,7 +173,7 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
 
     def __init__(self, begin: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.begin_mode = self._validated_begin(begin or "deferred")
+        self.begin_mode = self._validated_begin(begin or "write")
         # isolation level per DBAPI connection, kept here because mpsqlite
         # would apply PRAGMA read_uncommitted to the whole pool (module docstring)
         self._levels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
@@ -280,6 +290,8 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
         if self._pending_begin:
             conn = cursor.connection
             if conn in self._pending_begin:
+                if self.begin_mode == "write" and classify(statement) is Kind.READ:
+                    return  # reads before the first write stay outside the transaction
                 self._pending_begin.discard(conn)
                 # a BEGIN of the caller's own (e.g. "BEGIN IMMEDIATE") replaces ours
                 if statement.lstrip()[:5].upper() != "BEGIN":

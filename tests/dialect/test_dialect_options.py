@@ -132,7 +132,7 @@ def test_connect_args_reach_mpsqlite(make_engine, pool_of, db_path: Path) -> Non
 
 def test_begin_as_create_engine_argument(make_engine) -> None:
     assert make_engine(begin="exclusive").dialect.begin_mode == "exclusive"
-    assert make_engine().dialect.begin_mode == "deferred"
+    assert make_engine().dialect.begin_mode == "write"
     with pytest.raises(exc.ArgumentError, match="'begin'"):
         make_engine(begin="sometimes")
 

@@ -112,7 +112,7 @@ def _wait_gone(pid: int) -> None:
 def test_dead_worker_invalidates_and_pool_recovers(engine, pool_of) -> None:
     metadata.create_all(engine)
     with engine.connect() as conn:
-        conn.execute(select(counter)).all()
+        conn.execute(counter.insert())  # the first write pins the transaction's worker
         pinned = [w["pid"] for w in pool_of()["workers"] if w["state"] == "pinned"]
         assert len(pinned) == 1
         os.kill(pinned[0], signal.SIGKILL)

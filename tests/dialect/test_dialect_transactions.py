@@ -31,7 +31,32 @@ def items(engine):
     return engine
 
 
-def test_session_is_pinned_from_first_statement_to_commit(items, pool_of) -> None:
+def test_session_is_pinned_from_first_write_to_commit(items, pool_of) -> None:
+    """begin=write (default): reads before the first write run outside the transaction."""
+    with Session(items) as session:
+        session.execute(select(item)).all()
+        assert _pinned(pool_of()) == []
+        session.execute(item.insert().values(n=1))
+        pinned = _pinned(pool_of())
+        assert len(pinned) == 1
+        session.execute(select(item)).all()
+        assert _pinned(pool_of()) == pinned
+        session.commit()
+        assert _pinned(pool_of()) == []
+
+
+def test_read_only_sessions_run_side_by_side(items) -> None:
+    """begin=write: sessions that only read take no writer slot, so they overlap."""
+    with Session(items) as first, Session(items) as second:
+        first.execute(item.insert().values(n=1))  # holds the writer slot until commit
+        assert second.execute(select(item.c.n)).scalars().all() == []
+        first.commit()
+        assert second.execute(select(item.c.n)).scalars().all() == [1]
+
+
+def test_deferred_session_is_pinned_from_first_statement_to_commit(make_engine, pool_of):
+    items = make_engine("begin=deferred")
+    metadata.create_all(items)
     with Session(items) as session:
         assert _pinned(pool_of()) == []
         session.execute(select(item)).all()
@@ -61,14 +86,29 @@ def test_uncommitted_writes_stay_private(items, observer) -> None:
     assert observer.execute("select n from item").fetchall() == [(7,)]
 
 
-def test_reads_before_the_first_write_share_its_snapshot(items, observer) -> None:
-    """With BEGIN at the first statement, a write by someone else in between is not seen."""
+def test_deferred_reads_before_the_first_write_share_its_snapshot(make_engine, observer):
+    """begin=deferred: a write by someone else after the first read is not seen."""
+    items = make_engine("begin=deferred")
+    metadata.create_all(items)
     with Session(items) as session:
         assert session.execute(select(item)).all() == []
         observer.execute("insert into item (n) values (99)")
         assert session.execute(select(item)).all() == []
         session.rollback()
         assert session.execute(select(item.c.n)).scalars().all() == [99]
+
+
+def test_write_mode_reads_see_commits_until_the_first_write(items, observer) -> None:
+    """begin=write: like stock sqlite://, reads before the first write are not isolated."""
+    with Session(items) as session:
+        assert session.execute(select(item)).all() == []
+        observer.execute("insert into item (n) values (99)")
+        assert session.execute(select(item.c.n)).scalars().all() == [99]
+        session.execute(item.insert().values(n=1))
+        observer_sees = observer.execute("select count(*) from item").fetchone()
+        assert observer_sees == (1,)  # our insert is not committed yet
+        session.commit()
+    assert observer.execute("select count(*) from item").fetchone() == (2,)
 
 
 def test_rollback_discards_everything(items, observer) -> None:
