@@ -9,11 +9,14 @@ there, and only plain values (int, float, str, bytes, None) are sent.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 _NATIVE = frozenset({int, float, str, bytes, type(None)})
 _PROTO = sqlite3.PrepareProtocol
+# sqlite3 raised ValueError here before Python 3.11.
+_UNSUPPORTED = sqlite3.ProgrammingError if sys.version_info >= (3, 11) else ValueError
 
 
 def adapt_params(params: Any) -> Any:
@@ -31,7 +34,7 @@ def adapt_params(params: Any) -> Any:
     if isinstance(params, Mapping) or not hasattr(params, "__getitem__") or not hasattr(
         params, "__len__"
     ):
-        raise sqlite3.ProgrammingError("parameters are of unsupported type")
+        raise _UNSUPPORTED("parameters are of unsupported type")
     seq = [params[i] for i in range(len(params))]
     return tuple(_value(v, seq, i) for i, v in enumerate(seq))
 

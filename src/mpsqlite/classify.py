@@ -59,6 +59,14 @@ def is_dml(sql: str) -> bool:
     return head.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
 
 
+_TEMP_DDL = re.compile(r"\s*create\s+temp(?:orary)?\s", re.I)
+
+
+def creates_temp(sql: str) -> bool:
+    """Whether ``sql`` creates a TEMP object, which lives in one connection only."""
+    return _TEMP_DDL.match(sql, _COMMENT_OR_SPACE.match(sql).end()) is not None  # type: ignore[union-attr]
+
+
 def pragma_assignment(sql: str) -> tuple[str, str] | None:
     """``(name, value)`` of a ``PRAGMA name = value`` statement, else None."""
     m = re.match(

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import protocol as p
 from .adapt import adapt_many, adapt_params
-from .classify import Kind, classify, first_word, is_dml, pragma_assignment
+from .classify import Kind, classify, creates_temp, first_word, is_dml, pragma_assignment
 from .cursor import Cursor
 from .pool import WorkerDied, WorkerHandle
 from .registry import dumps_callable, get_pool, put_pool
@@ -135,6 +135,10 @@ class Connection:
 
     def _execute_locked(self, args: tuple, kind: Kind) -> tuple:
         sql = args[1]
+        if kind is Kind.WRITE and self._pool.local is not None and creates_temp(sql):
+            # TEMP objects exist in one worker's connection, never in the
+            # caller's read-only ones: from now on every read goes to a worker.
+            self._pool.local.disabled = True
         with self._lock:
             self._raise_if_revoked()
             if self._txn is not None:

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 import pytest
 
@@ -54,7 +55,7 @@ def table(mp_connect):
 
 
 def _committed_count(db_path) -> int:
-    with sqlite3.connect(str(db_path)) as check:
+    with closing(sqlite3.connect(str(db_path))) as check:
         return check.execute("select count(*) from t").fetchone()[0]
 
 

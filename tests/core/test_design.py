@@ -269,3 +269,14 @@ def test_repeated_registrations_do_not_grow_the_setup_list(con):
     con.create_function("f", 1, lambda x: x)  # a different function is recorded
     assert len(con._pool.setup) == size + 3
     assert con.execute("select f(-2)").fetchone() == (-2,)
+
+
+def test_temp_objects_turn_local_reads_off(tmp_path):
+    c = mpsqlite.connect(tmp_path / "tmp.db", workers=1)
+    c.execute("create table t(x)")
+    assert not c._pool.local.disabled
+    c.execute("create temp view v as select 1 as one")
+    assert c._pool.local.disabled
+    assert c.execute("select name from sqlite_temp_master").fetchall() == [("v",)]
+    assert c.execute("select one from v").fetchall() == [(1,)]
+    c.close()

@@ -1,15 +1,20 @@
-"""mpsqlite's own connect() options (mpsqlite only): wal, local_reads, workers on :memory:."""
+"""mpsqlite's own connect() options (mpsqlite only): wal, local_reads, workers on :memory:,
+and interrupt() reaching a worker process."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from contextlib import closing
+
+import pytest
 
 
 def test_file_database_switched_to_wal_by_default(mp_connect, db_path):
     conn = mp_connect()
     conn.execute("create table t(x)")
     assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
-    with sqlite3.connect(str(db_path)) as check:
+    with closing(sqlite3.connect(str(db_path))) as check:
         assert check.execute("pragma journal_mode").fetchone() == ("wal",)
 
 
@@ -17,7 +22,7 @@ def test_wal_false_keeps_rollback_journal(mp_connect, db_path):
     conn = mp_connect(wal=False)
     conn.execute("create table t(x)")
     assert conn.execute("pragma journal_mode").fetchone() == ("delete",)
-    with sqlite3.connect(str(db_path)) as check:
+    with closing(sqlite3.connect(str(db_path))) as check:
         assert check.execute("pragma journal_mode").fetchone() == ("delete",)
 
 
@@ -55,3 +60,27 @@ def test_local_reads_on_reads_see_commits_at_once(mp_connect):
 
 def test_memory_database_gets_one_worker_even_if_more_asked(mp_connect):
     assert mp_connect(":memory:", workers=3).pool_status()["size"] == 1
+
+
+def test_interrupt_reaches_statement_in_worker(mp_connect):
+    """interrupt() from another thread stops a query running in a worker process."""
+    conn = mp_connect(local_reads=False)
+    done = threading.Event()
+
+    def _keep_interrupting() -> None:
+        while not done.wait(0.02):
+            conn.interrupt()
+
+    helper = threading.Thread(target=_keep_interrupting, daemon=True)
+    helper.start()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+            conn.execute(
+                "with recursive c(n) as (select 1 union all select n + 1 from c) "
+                "select count(*) from c"
+            ).fetchall()
+    finally:
+        done.set()
+        helper.join()
+    assert conn.execute("select 1").fetchone() == (1,)
+    assert conn.pool_status()["restarts"] == 0
