@@ -93,7 +93,7 @@ def test_large_results_go_to_the_workers(con):
 def test_expensive_reads_go_to_the_workers(con):
     con.create_function("slow", 1, lambda x: sum(range(20000)) and x)
     sql = "select slow(v) from t where id < 20"
-    for _ in range(5):
+    for _ in range(10):
         assert len(con.execute(sql).fetchall()) == 19
     assert sql in con._pool.local.heavy
 
