@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 CHEAP_SECONDS = 250e-6
 _SAMPLES = 15  # recent timed runs whose median decides, once there are _MIN_SAMPLES
 _MIN_SAMPLES = 5
-_MEASURE_EVERY = 16  # after its first runs, one run in this many is timed
+_MEASURE_EVERY = 16  # after its first runs, one run in this many is sampled
 _clock = time.thread_time
 
 
@@ -132,8 +132,7 @@ class LocalReads:
         sample = len(inside) == 1 and (
             recent is None or len(recent) < _SAMPLES or not self._tick % _MEASURE_EVERY
         )
-        timed = sample or not self._tick % _MEASURE_EVERY
-        start = _clock() if timed else 0.0
+        start = _clock()
         state.owner = owner
         try:
             if sql[:6].upper() == "PRAGMA":
@@ -152,14 +151,13 @@ class LocalReads:
             self.heavy.add(sql)
             cur.close()
             return None
-        if timed:
-            cost = _clock() - start
-            if state.fresh:  # the first statement also loads the schema: not a fair measure
-                state.fresh = False
-            elif cost > 40 * CHEAP_SECONDS:
-                self.heavy.add(sql)
-            elif sample:
-                self._judge(sql, cost)
+        cost = _clock() - start
+        if cost > 40 * CHEAP_SECONDS:
+            self.heavy.add(sql)  # far beyond any noise: no need to wait for a median
+        elif state.fresh:  # the first statement also loads the schema: not a fair sample
+            state.fresh = False
+        elif sample:
+            self._judge(sql, cost)
         self.statements += 1
         reply = (cur.description, cur.rowcount, cur.lastrowid, rows, False, False, 0)
         cur.close()
