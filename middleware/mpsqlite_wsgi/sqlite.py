@@ -31,8 +31,10 @@ def enable_sqlite_transactions(engine: Engine, mode: str = "DEFERRED") -> Engine
         raise ValueError("enable_sqlite_transactions() is for SQLite engines only")
     own_mode = getattr(engine.dialect, "begin_mode", "driver")
     if own_mode != "driver":
-        # The dialect emits BEGIN itself already (sqlite+mpsqlite does by default).
-        if own_mode.upper() != mode:
+        # The dialect emits BEGIN itself already (sqlite+mpsqlite does by default;
+        # its "write" mode sends a deferred BEGIN at the first write).
+        own_sql_mode = "DEFERRED" if own_mode in ("write", "deferred") else own_mode.upper()
+        if own_sql_mode != mode:
             raise ValueError(
                 f"this engine's dialect already begins transactions with mode {own_mode!r}; "
                 "choose the mode with its own option (e.g. ?begin=immediate in the URL)"
