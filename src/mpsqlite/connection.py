@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import protocol as p
 from .adapt import adapt_many, adapt_params
+from .admin import WholeDatabaseMixin
+from .callbacks import CallbacksMixin
 from .classify import Kind, classify, creates_temp, first_word, is_dml, pragma_assignment
 from .cursor import Cursor
 from .pool import WorkerDied, WorkerHandle
@@ -27,13 +28,10 @@ from .registry import dumps_callable, get_pool, put_pool
 from .settings import LEGACY_TRANSACTION_CONTROL, PoolSettings
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
-# How many leading arguments name what a registration sets (function name, arity...).
-_KEY_ARGS = {"create_function": 2, "create_aggregate": 2, "create_window_function": 2,
-             "create_collation": 1, "setlimit": 1, "load_extension": 1}
 _NOTHING = (None, -1, None, [], False, False, 0)  # the reply of a statement with no result
 
 
-class Connection:
+class Connection(CallbacksMixin, WholeDatabaseMixin):
     """A PEP 249 connection with sqlite3's API; statements run in worker processes."""
 
     Warning = sqlite3.Warning
@@ -477,73 +475,6 @@ class Connection:
         else:
             self.rollback()
 
-    # -- user functions (pool-wide) ---------------------------------------
-
-    def _broadcast(self, method: str, what: str, obj: Any, *args: Any, **kwargs: Any) -> None:
-        """Register a connection-level callback in every worker, checked on one now."""
-        self._check()
-        entry = (p.SETUP_CALL, method, dumps_callable((method, args, kwargs), what))
-        key = (method, *args[: _KEY_ARGS.get(method, 0)])
-        if not self._pool.add_setup(entry, key):
-            return
-        try:
-            self._call("pid")
-        except BaseException:
-            self._pool.remove_setup(entry)
-            raise
-
-    def create_function(
-        self, name: str, narg: int, func: Callable[..., Any] | None, *, deterministic: bool = False
-    ) -> None:
-        """Define an SQL function in every worker (lambdas and closures too)."""
-        self._broadcast("create_function", "function", func, name, narg, func,
-                        deterministic=deterministic)
-
-    def create_aggregate(self, name: str, n_arg: int, aggregate_class: Any) -> None:
-        """Define an SQL aggregate in every worker."""
-        self._broadcast("create_aggregate", "aggregate", aggregate_class, name, n_arg,
-                        aggregate_class)
-
-    def create_window_function(self, name: str, num_params: int, aggregate_class: Any, /) -> None:
-        """Define an SQL window function in every worker."""
-        self._broadcast("create_window_function", "window function", aggregate_class, name,
-                        num_params, aggregate_class)
-
-    def create_collation(self, name: str, callable: Callable[[str, str], int] | None, /) -> None:
-        """Define a collation in every worker."""
-        self._broadcast("create_collation", "collation", callable, name, callable)
-
-    def set_authorizer(self, authorizer_callback: Any) -> None:
-        """Install an authorizer in every worker (it runs there)."""
-        self._broadcast("set_authorizer", "authorizer", authorizer_callback, authorizer_callback)
-
-    def set_progress_handler(self, progress_handler: Any, n: int) -> None:
-        """Install a progress handler in every worker (it runs there)."""
-        self._broadcast("set_progress_handler", "progress handler", progress_handler,
-                        progress_handler, n)
-
-    def set_trace_callback(self, trace_callback: Any) -> None:
-        """Install a trace callback in every worker (it runs there)."""
-        self._broadcast("set_trace_callback", "trace callback", trace_callback, trace_callback)
-
-    def enable_load_extension(self, enabled: bool, /) -> None:
-        """Allow or forbid loading extensions in every worker."""
-        self._broadcast("enable_load_extension", "setting", None, enabled)
-
-    def load_extension(self, name: str, /) -> None:
-        """Load an SQLite extension into every worker."""
-        self._broadcast("load_extension", "extension", None, name)
-
-    def setlimit(self, category: int, limit: int, /) -> int:
-        """Set a limit in every worker; returns the previous value."""
-        old = self.getlimit(category)
-        self._broadcast("setlimit", "limit", None, category, limit)
-        return old
-
-    def getlimit(self, category: int, /) -> int:
-        """A connection limit as the workers have it."""
-        return self._call("getlimit", category)
-
     # -- whole-database operations ----------------------------------------
 
     def interrupt(self) -> None:
@@ -554,63 +485,6 @@ class Connection:
                 w.interrupt()
         if self._pool.local is not None:
             self._pool.local.interrupt(self)
-
-    def iterdump(self) -> Iterator[str]:
-        """SQL text that recreates the database, as sqlite3's iterdump."""
-        yield from self._call("iterdump")
-
-    def serialize(self, *, name: str = "main") -> bytes:
-        """The database as bytes (SQLite's serialize)."""
-        return self._call("serialize", name)
-
-    def backup(
-        self,
-        target: Any,
-        *,
-        pages: int = -1,
-        progress: Callable[[int, int, int], object] | None = None,
-        name: str = "main",
-        sleep: float = 0.250,
-    ) -> None:
-        """Copy the database into ``target``, a sqlite3 or mpsqlite connection."""
-        self._check()
-        if not isinstance(target, (sqlite3.Connection, Connection)):
-            raise TypeError(
-                "backup() argument 'target' must be sqlite3.Connection or mpsqlite.Connection"
-            )
-        if target is self:
-            raise sqlite3.ProgrammingError("target cannot be the same connection instance")
-        with tempfile.TemporaryDirectory(prefix="mpsqlite-backup-") as tmp:
-            path = os.path.join(tmp, "copy.db")
-            self._call("backup_to_file", path, name)
-            if isinstance(target, Connection):
-                target._restore(path)
-                return
-            source = sqlite3.connect(path)
-            try:
-                source.backup(target, pages=pages, progress=progress, sleep=sleep)
-            finally:
-                source.close()
-
-    def _restore(self, path: str) -> None:
-        self._check()
-        with self._lock:
-            if self._txn is not None:
-                self._txn.exchange(p.OP_CALL, "restore_from_file", (path,), owner=self)
-                return
-            self._pool.gate.acquire(self, self._timeout)
-            try:
-                self._call("restore_from_file", path)
-            finally:
-                self._pool.gate.release(self)
-
-    def blobopen(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available: a blob handle cannot outlive one round trip to a worker."""
-        raise sqlite3.NotSupportedError("mpsqlite does not support blobopen()")
-
-    def deserialize(self, data: bytes, /, *, name: str = "main") -> None:
-        """Not available: it would replace the database in one worker only."""
-        raise sqlite3.NotSupportedError("mpsqlite does not support deserialize()")
 
     # -- lifetime ---------------------------------------------------------
 
