@@ -19,6 +19,7 @@ class Kind(Enum):
     BEGIN = "begin"  # BEGIN / SAVEPOINT: opens a transaction
     END = "end"  # COMMIT / END / ROLLBACK (not ROLLBACK TO)
     CONFIG = "config"  # connection-scoped pragma or ATTACH: replayed on every worker
+    SYNC_QUERY = "sync"  # PRAGMA synchronous (read): group commit answers it
 
 
 # Pragmas whose setting belongs to one connection rather than the database file.
@@ -97,6 +98,8 @@ def classify(sql: str) -> Kind:
     if word == "PRAGMA":
         m = _PRAGMA.search(sql)
         if m is None or m.group(2) is None:
+            if m is not None and m.group(1).lower() == "synchronous":
+                return Kind.SYNC_QUERY
             return Kind.READ
         name = m.group(1).lower()
         if name in CONNECTION_PRAGMAS and m.group(2) == "=":

@@ -28,6 +28,7 @@ from .registry import dumps_callable, get_pool, put_pool
 from .settings import LEGACY_TRANSACTION_CONTROL, PoolSettings
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+_SYNC_DESCRIPTION = (("synchronous", None, None, None, None, None, None),)
 _NOTHING = (None, -1, None, [], False, False, 0)  # the reply of a statement with no result
 
 
@@ -113,6 +114,11 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
             return self._run_reader((cursor._cid, sql, params, many))
         if kind is Kind.CONFIG:
             return self._execute_config(cursor, sql, params)
+        if kind is Kind.SYNC_QUERY:
+            sync = self._pool.sync
+            if sync is not None:  # the workers run at NORMAL; the durability is ours
+                return (_SYNC_DESCRIPTION, -1, None, [(sync.level,)], False, False, 0), None
+            kind = Kind.READ
         return self._execute_locked((cursor._cid, sql, params, many), kind)
 
     def _execute_config(self, cursor: Cursor, sql: str, params: Any) -> tuple:

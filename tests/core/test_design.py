@@ -135,14 +135,18 @@ def test_group_commit_shares_fsyncs_between_writers(tmp_path):
     assert sqlite3.connect(path).execute("select count(*) from w").fetchone() == (240,)
     assert status["commits"] >= 240
     assert 0 < status["fsyncs"] <= status["commits"]
-    # The workers themselves never fsync per commit.
-    assert setup.execute("pragma synchronous").fetchone() == (1,)
+    # The workers themselves never fsync per commit; the connection reports
+    # the durability it gives.
+    assert setup.execute("pragma synchronous").fetchone() == (2,)
+    assert setup._pool.local is not None
+    assert setup._pool.setup[0][2] == "PRAGMA synchronous=NORMAL"
     setup.close()
 
 
 def test_synchronous_off_skips_the_group_fsync(tmp_path):
     c = mpsqlite.connect(tmp_path / "o.db", workers=2)
     c.execute("pragma synchronous = OFF")
+    assert c.execute("pragma synchronous").fetchone() == (0,)
     c.execute("create table w(x)")
     c.execute("insert into w values (1)")
     c.commit()
@@ -279,4 +283,15 @@ def test_temp_objects_turn_local_reads_off(tmp_path):
     assert c._pool.local.disabled
     assert c.execute("select name from sqlite_temp_master").fetchall() == [("v",)]
     assert c.execute("select one from v").fetchall() == [(1,)]
+    c.close()
+
+
+def test_without_group_commit_sqlite_syncs_itself(tmp_path):
+    c = mpsqlite.connect(tmp_path / "n.db", workers=2, group_commit=False)
+    c.execute("pragma synchronous = FULL")
+    c.execute("create table w(x)")
+    c.execute("insert into w values (1)")
+    c.commit()
+    assert c.pool_status()["commits"] == 0
+    assert {c.execute("pragma synchronous").fetchone() for _ in range(4)} == {(2,)}
     c.close()
