@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 CHEAP_SECONDS = 250e-6
 _SAMPLES = 15  # recent timed runs whose median decides, once there are _MIN_SAMPLES
 _MIN_SAMPLES = 5
-_MEASURE_EVERY = 16  # after its first runs, one run in this many is sampled
+_TIME_EVERY = 4  # after its first runs, one run in this many is timed...
+_SAMPLE_EVERY = 16  # ...and one in this many sampled for the median
+_CONTENDED = 20e-6  # wall time beyond CPU time that marks a run as having waited
 _clock = time.thread_time
+_wall = time.perf_counter
 
 
 # Schema pragmas answer from the connection's cached schema without checking
@@ -74,7 +77,6 @@ class LocalReads:
         self._states: list[weakref.ref[_ThreadState]] = []
         self._states_lock = threading.Lock()
         self._tick = 0
-        self._inside: set[_ThreadState] = set()
         self.statements = 0
 
     def _open(self) -> _ThreadState:
@@ -123,16 +125,12 @@ class LocalReads:
         con = state.con
         if state.tf is not text_factory:
             con.text_factory = state.tf = text_factory
-        self._tick += 1
-        inside = self._inside
-        inside.add(state)
+        self._tick = tick = self._tick + 1
         recent = self._cost.get(sql)
-        # Sampled only while no other thread runs here: GIL hand-offs between
-        # busy threads cost CPU that is no fault of the statement.
-        sample = len(inside) == 1 and (
-            recent is None or len(recent) < _SAMPLES or not self._tick % _MEASURE_EVERY
-        )
-        start = _clock()
+        learning = recent is None or len(recent) < _SAMPLES
+        timed = learning or not tick % _TIME_EVERY
+        if timed:
+            wall, cpu = _wall(), _clock()
         state.owner = owner
         try:
             if sql[:6].upper() == "PRAGMA":
@@ -146,18 +144,21 @@ class LocalReads:
             raise
         finally:
             state.owner = None
-            inside.discard(state)
         if len(rows) == p.FIRST_ROWS:
             self.heavy.add(sql)
             cur.close()
             return None
-        cost = _clock() - start
-        if cost > 40 * CHEAP_SECONDS:
-            self.heavy.add(sql)  # far beyond any noise: no need to wait for a median
-        elif state.fresh:  # the first statement also loads the schema: not a fair sample
-            state.fresh = False
-        elif sample:
-            self._judge(sql, cost)
+        if timed:
+            cost = _clock() - cpu
+            waited = _wall() - wall - cost
+            if cost > 40 * CHEAP_SECONDS:
+                self.heavy.add(sql)  # far beyond any noise: no need to wait for a median
+            elif state.fresh:  # the first statement also loads the schema: not a fair sample
+                state.fresh = False
+            elif (learning or not tick % _SAMPLE_EVERY) and waited < _CONTENDED:
+                # A run that waited for the GIL is not sampled: hand-offs between
+                # busy threads cost CPU that is no fault of the statement.
+                self._judge(sql, cost)
         self.statements += 1
         reply = (cur.description, cur.rowcount, cur.lastrowid, rows, False, False, 0)
         cur.close()
