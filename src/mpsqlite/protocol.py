@@ -51,13 +51,16 @@ class ChannelClosed(EOFError):
 
 
 class Channel:
-    """Length-prefixed pickled messages over a connected stream socket."""
+    """Length-prefixed messages over a connected stream socket."""
 
-    __slots__ = ("sock", "_buf")
+    __slots__ = ("sock", "_buf", "_chunk")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._buf = bytearray()
+        self._buf = bytearray()  # bytes received beyond the last message
+        # A reusable receive buffer: a fresh large one per recv() would cost
+        # an mmap and page faults on every message.
+        self._chunk = memoryview(bytearray(65536))
 
     def send(self, obj: Any) -> None:
         try:
@@ -72,26 +75,41 @@ class Channel:
     def recv(self) -> Any:
         buf = self._buf
         while len(buf) < 5:
-            self._fill(buf)
+            self._fill()
         size, kind = _HEADER.unpack_from(buf)
         end = 5 + size
-        while len(buf) < end:
-            self._fill(buf, end - len(buf))
-        with memoryview(buf) as view:
-            data = view[5:end]
-            obj = marshal.loads(data) if kind == _MARSHAL else pickle.loads(data)
-            data.release()
-        del buf[:end]
-        return obj
+        if len(buf) >= end:
+            with memoryview(buf) as view:
+                obj = self._decode(view[5:end], kind)
+            del buf[:end]
+            return obj
+        # A large message: receive the rest straight into a buffer of its size.
+        data = bytearray(size)
+        have = len(buf) - 5
+        data[:have] = buf[5:]
+        buf.clear()
+        with memoryview(data) as view:
+            while have < size:
+                n = self._recv_into(view[have:])
+                have += n
+            return self._decode(view, kind)
 
-    def _fill(self, buf: bytearray, want: int = 0) -> None:
+    @staticmethod
+    def _decode(view: memoryview, kind: int) -> Any:
+        return marshal.loads(view) if kind == _MARSHAL else pickle.loads(view)
+
+    def _recv_into(self, view: memoryview) -> int:
         try:
-            chunk = self.sock.recv(max(want, 262144))
+            n = self.sock.recv_into(view)
         except OSError as exc:
             raise ChannelClosed(str(exc)) from exc
-        if not chunk:
+        if not n:
             raise ChannelClosed("connection closed by peer")
-        buf += chunk
+        return n
+
+    def _fill(self) -> None:
+        n = self._recv_into(self._chunk)
+        self._buf += self._chunk[:n]
 
     def close(self) -> None:
         try:
