@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -156,6 +155,16 @@ class WorkerHandle:
         self._close_pipes()
 
 
+class _Waiter:
+    """A caller queued for a worker; the releasing caller hands it one."""
+
+    __slots__ = ("event", "worker")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.worker: WorkerHandle | None = None
+
+
 class Pool:
     """A fixed-size set of workers for one database and its writer gate."""
 
@@ -184,7 +193,7 @@ class Pool:
         self._cond = threading.Condition()
         self._idle: deque[WorkerHandle] = deque()
         self.workers: list[WorkerHandle] = []
-        self.waiting = 0
+        self._queue: deque[_Waiter] = deque()
         self.restarts = 0
         self.closed = False
         self.refs = 0
@@ -211,36 +220,57 @@ class Pool:
     def acquire(
         self, timeout: float, prefer: Callable[[], list[WorkerHandle]] | None = None
     ) -> WorkerHandle:
-        """Lease an idle worker, or share one that ``prefer()`` names rather than wait."""
+        """Lease an idle worker, first come first served.
+
+        Rather than wait, a caller shares a worker that ``prefer()`` names
+        (one its own connection holds already), which no one else can free.
+        """
         with self._cond:
             if self.closed:
                 raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-            deadline = None
-            while True:
+            if not self._queue:
                 while self._idle:
                     w = self._idle.popleft()
                     if w.alive():
                         w.users = 1
                         return w
-                    self._replace_locked(w)
-                if prefer is not None:
-                    for w in prefer():
-                        if w.alive():
-                            w.users += 1
-                            return w
-                if deadline is None:
-                    deadline = time.monotonic() + timeout
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise sqlite3.OperationalError(
-                        f"no mpsqlite worker became free within {timeout:g} s "
-                        f"(pool of {self.size} for {self.database!r})"
-                    )
-                self.waiting += 1
-                try:
-                    self._cond.wait(remaining)
-                finally:
-                    self.waiting -= 1
+                    self._replace_locked(w)  # its replacement joins the idle list
+            if prefer is not None:
+                for w in prefer():
+                    if w.alive():
+                        w.users += 1
+                        return w
+            waiter = _Waiter()
+            self._queue.append(waiter)
+        if waiter.event.wait(timeout):
+            return self._claim(waiter)
+        with self._cond:
+            if waiter.event.is_set():
+                return self._claim(waiter)
+            self._queue.remove(waiter)
+        raise sqlite3.OperationalError(
+            f"no mpsqlite worker became free within {timeout:g} s "
+            f"(pool of {self.size} for {self.database!r})"
+        )
+
+    def _claim(self, waiter: _Waiter) -> WorkerHandle:
+        if waiter.worker is None:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        return waiter.worker
+
+    def _hand_over(self, w: WorkerHandle) -> None:
+        """Give a free worker to the longest waiter, or put it on the idle list."""
+        if self._queue:
+            waiter = self._queue.popleft()
+            w.users = 1
+            waiter.worker = w
+            waiter.event.set()
+        else:
+            self._idle.append(w)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
 
     def share(self, w: WorkerHandle) -> None:
         """Add a lease on a worker the caller already holds."""
@@ -248,15 +278,14 @@ class Pool:
             w.users += 1
 
     def release(self, w: WorkerHandle) -> None:
-        """Drop one lease; a worker nobody uses goes back to the idle list."""
+        """Drop one lease; a worker nobody uses goes to a waiter or the idle list."""
         with self._cond:
             w.users -= 1
             if w.users <= 0:
                 w.users = 0
                 if w.dead or self.closed:
                     return
-                self._idle.append(w)
-                self._cond.notify()
+                self._hand_over(w)
 
     # -- faults -----------------------------------------------------------
 
@@ -299,8 +328,7 @@ class Pool:
         self.restarts += 1
         fresh = WorkerHandle(self)
         self.workers.append(fresh)
-        self._idle.append(fresh)
-        self._cond.notify()
+        self._hand_over(fresh)
 
     # -- setup broadcast --------------------------------------------------
 
@@ -398,7 +426,8 @@ class Pool:
             self.closed = True
             workers = list(self.workers)
             self._idle.clear()
-            self._cond.notify_all()
+            while self._queue:
+                self._queue.popleft().event.set()  # with no worker: they raise
         for w in workers:
             w.stop()
 

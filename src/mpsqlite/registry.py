@@ -29,12 +29,32 @@ LINGER_SECONDS = 10.0
 LINGER_SECONDS = 10.0
 
 
+def _by_reference(obj: Any) -> bool:
+    """Whether plain pickle's by-name reference to ``obj`` resolves in a worker."""
+    if isinstance(obj, (tuple, list)):
+        return all(_by_reference(item) for item in obj)
+    if isinstance(obj, dict):
+        return all(_by_reference(item) for item in obj.values())
+    if callable(obj):
+        module = getattr(obj, "__module__", None) or ""
+        qualname = getattr(obj, "__qualname__", "") or ""
+        return module != "__main__" and "<" not in qualname
+    return type(obj).__module__ != "__main__"
+
+
 def _dumps(obj: Any) -> bytes:
-    """Pickle by value where plain pickle cannot (lambdas, closures, __main__)."""
-    try:
-        import cloudpickle
-    except ImportError:  # pragma: no cover - cloudpickle is a dependency
-        return pickle.dumps(obj, p._PROTOCOL)
+    """Pickle by reference where that works in a worker, else by value (cloudpickle).
+
+    Lambdas, closures and what ``__main__`` defines need cloudpickle; module
+    functions pickle by name, which spares the worker importing cloudpickle.
+    """
+    if _by_reference(obj):
+        try:
+            return pickle.dumps(obj, p._PROTOCOL)
+        except Exception:
+            pass
+    import cloudpickle
+
     return cloudpickle.dumps(obj, p._PROTOCOL)
 
 
