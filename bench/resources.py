@@ -1,0 +1,161 @@
+"""Resource figures: start-up times, worker memory (idle and under load), idle worker CPU.
+
+Start-up is measured both for a bare DB-API connection (connect to the first answer) and for a
+SQLAlchemy engine (``create_engine`` to the first answer), each with a fresh pool.
+
+Worker pids come from ``mpsqlite.pool_status()``; memory is ``VmRSS`` from
+``/proc/<pid>/status`` and CPU is ``utime + stime`` from ``/proc/<pid>/stat`` (Linux only).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import data, sides
+from .runner import Context, log, run_threads
+
+STARTUP_WORKERS = 2
+
+
+def rss_kb(pid: int) -> int | None:
+    """Resident set size of ``pid`` in KiB, None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time ``pid`` has used so far, None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _startup_ms(side: str, path: Path, reps: int, in_transaction: bool) -> tuple[float, float]:
+    """(first, median) milliseconds from connect to the first query's answer.
+
+    mpsqlite may answer a cheap read outside a transaction in the calling thread; a query in
+    an explicit transaction always goes to a worker, so ``in_transaction`` times the pool.
+    """
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        conn = sides.connect(side, path, STARTUP_WORKERS)
+        if in_transaction:
+            conn.execute("begin")
+        conn.execute("select count(*) from t where id < 10").fetchone()
+        times.append((time.perf_counter() - t0) * 1000)
+        conn.rollback()
+        conn.close()
+        sides.shutdown_mp()
+    return times[0], statistics.median(times)
+
+
+def _engine_startup_ms(side: str, path: Path) -> float:
+    """``create_engine`` to the first answered query, through SQLAlchemy (a fresh pool)."""
+    from sqlalchemy import create_engine, text
+
+    t0 = time.perf_counter()
+    engine = create_engine(sides.sqlalchemy_url(side, path, STARTUP_WORKERS))
+    with engine.connect() as conn:
+        conn.execute(text("select count(*) from t where id < 10")).scalar()
+    elapsed = (time.perf_counter() - t0) * 1000
+    engine.dispose()
+    sides.shutdown_mp()
+    return elapsed
+
+
+def _worker_pids() -> list[int]:
+    import mpsqlite
+
+    return [w["pid"] for pool in mpsqlite.pool_status() for w in pool["workers"]]
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """Start-up (both sides) and, for mpsqlite, worker memory and idle CPU."""
+    m = ctx.mode
+    src = data.table_t(ctx.data_dir, m.rows)
+    out: dict[str, Any] = {"startup_workers": STARTUP_WORKERS}
+    for side in ctx.sides:
+        path = data.copy_for(src, ctx.work_dir, f"resources_{side}.db")
+        first, median = _startup_ms(side, path, m.startup_reps, in_transaction=False)
+        out[f"startup_ms_{side}_first"] = first
+        out[f"startup_ms_{side}_median"] = median
+        first, median = _startup_ms(side, path, m.startup_reps, in_transaction=True)
+        out[f"startup_in_txn_ms_{side}_first"] = first
+        out[f"startup_in_txn_ms_{side}_median"] = median
+        out[f"engine_startup_ms_{side}"] = _engine_startup_ms(side, path)
+    out["bench_rss_mib"] = (rss_kb(os.getpid()) or 0) / 1024
+    if sides.MP not in ctx.sides:
+        return out
+    path = data.copy_for(src, ctx.work_dir, "resources_load.db")
+    threads = max(m.threads)
+    conns = [sides.connect(sides.MP, path, STARTUP_WORKERS) for _ in range(threads)]
+    try:
+        # A short burst from every thread so each worker has started and opened the file.
+        run_threads(lambda i: _point_op(conns[i]), threads, 0.2)
+        time.sleep(0.3)
+        pids = _worker_pids()
+        idle = [rss_kb(p) or 0 for p in pids]
+        cpu0 = [cpu_seconds(p) or 0.0 for p in pids]
+        idle_wait = min(1.0, max(m.duration, 0.2))
+        time.sleep(idle_wait)
+        cpu1 = [cpu_seconds(p) or 0.0 for p in pids]
+        out["workers"] = len(pids)
+        out["worker_rss_idle_mib_each"] = statistics.median(idle) / 1024 if idle else 0.0
+        out["worker_rss_idle_mib_total"] = sum(idle) / 1024
+        out["worker_idle_cpu_percent"] = 100 * (sum(cpu1) - sum(cpu0)) / idle_wait
+        load_s = max(m.duration, 0.2) * 2
+        peak = _peak_rss_under_load(conns, pids, m.scan_rows, threads, load_s)
+        out["worker_rss_scan_load_mib_total_peak"] = peak / 1024
+        out["bench_rss_mib_with_pool"] = (rss_kb(os.getpid()) or 0) / 1024
+    finally:
+        for conn in conns:
+            conn.close()
+        sides.shutdown_mp()
+    log(f"  resources: {out}")
+    return out
+
+
+def _point_op(conn: Any) -> Any:
+    return lambda: conn.execute("select * from t where id = 1").fetchone()
+
+
+def _peak_rss_under_load(
+    conns: list[Any], pids: list[int], scan_rows: int, threads: int, seconds: float
+) -> int:
+    """Highest summed worker RSS seen while ``threads`` threads run the scan query."""
+    peak = [0]
+    stop = threading.Event()
+
+    def _sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], sum(rss_kb(p) or 0 for p in pids))
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=_sample, daemon=True)
+    sampler.start()
+
+    def make(i: int) -> Any:
+        conn = conns[i]
+        return lambda: conn.execute("select * from t where id <= ?", (scan_rows,)).fetchall()
+
+    try:
+        run_threads(make, threads, seconds)
+    finally:
+        stop.set()
+        sampler.join()
+    return peak[0]
