@@ -3,18 +3,25 @@
 A round trip to a worker costs tens of microseconds; a point query costs a
 few. So a read outside any transaction first runs here, on a read-only
 connection of the calling thread (WAL keeps it consistent with the workers:
-each statement sees everything committed before it started). A statement
-that proves expensive here (the median CPU time of its recent runs over
-``CHEAP_SECONDS``, or forty times that once, or more rows than one reply
-carries) is remembered and from then on always goes to the workers, where
-it runs outside the caller's GIL. A first run may be slow for reasons of its
-own (schema load, cold cache), hence the several runs; runs that overlap
-other threads are not sampled, since GIL hand-offs inflate their CPU time.
+each statement sees everything committed before it started).
+
+What costs a threaded caller is time under the GIL, not SQLite's own work:
+sqlite3 releases the GIL while SQLite runs, and takes it for every row it
+builds and every Python function SQLite calls. So a statement moves to the
+workers, and stays there, when it returns more rows than one reply carries,
+or when it calls a Python function or collation registered on the pool and
+proves expensive (the median CPU time of its recent runs over
+``CHEAP_SECONDS``, or forty times that once). Pure SQL with a small result
+stays here however long SQLite works on it, exactly as with plain sqlite3.
+A first run may be slow for reasons of its own (schema load, cold cache),
+hence the several runs; runs that waited for the GIL are not sampled, since
+hand-offs between busy threads inflate their CPU time.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 import sqlite3
 import threading
 import time
@@ -36,6 +43,10 @@ _SAMPLE_EVERY = 16  # ...and one in this many sampled for the median
 _CONTENDED = 20e-6  # wall time beyond CPU time that marks a run as having waited
 _clock = time.thread_time
 _wall = time.perf_counter
+_NAMED_CALLBACKS = frozenset(
+    {"create_function", "create_aggregate", "create_window_function", "create_collation"}
+)
+_HOOKS = frozenset({"set_authorizer", "set_progress_handler"})
 
 
 # Schema pragmas answer from the connection's cached schema without checking
@@ -73,6 +84,9 @@ class LocalReads:
         self._tls = threading.local()
         self.heavy: set[str] = set()
         self._cost: dict[str, list[float]] = {}
+        self._py_names: set[str] = set()
+        self._py_pattern: re.Pattern[str] | None = None
+        self._calls_python: dict[str, bool] = {}
         self.disabled = False
         self._states: list[weakref.ref[_ThreadState]] = []
         self._states_lock = threading.Lock()
@@ -97,6 +111,7 @@ class LocalReads:
             kind, _, payload = setup[state.applied]
             if kind == p.SETUP_CALL:
                 name, args, kwargs = pickle.loads(payload)
+                self._note_python(name, args)
                 if name not in ("load_extension", "enable_load_extension", "set_trace_callback"):
                     getattr(state.con, name)(*args, **kwargs)
             elif kind == p.SETUP_SQL:
@@ -105,6 +120,28 @@ class LocalReads:
                 except sqlite3.Error:
                     pass  # e.g. a pragma a read-only connection may not set
             state.applied += 1
+
+    def _note_python(self, method: str, args: tuple) -> None:
+        """Remember SQL names that call back into Python (functions, collations)."""
+        if method in _NAMED_CALLBACKS:
+            name = str(args[0]).lower()
+            if name not in self._py_names:
+                self._py_names.add(name)
+                names = "|".join(re.escape(n) for n in sorted(self._py_names))
+                self._py_pattern = re.compile(rf"\b(?:{names})\b", re.I)
+                self._calls_python.clear()
+        elif method in _HOOKS and args and args[0] is not None:
+            self._py_pattern = re.compile(r"")  # a hook runs Python for every statement
+            self._calls_python.clear()
+
+    def calls_python(self, sql: str) -> bool:
+        """Whether ``sql`` may call Python (and hold the GIL) while SQLite runs it."""
+        known = self._calls_python.get(sql)
+        if known is None:
+            pattern = self._py_pattern
+            known = pattern is not None and pattern.search(sql) is not None
+            self._calls_python[sql] = known
+        return known
 
     def run(self, owner: Any, sql: str, params: Any, text_factory: Any) -> tuple | None:
         """The reply a worker would give, or None when the workers should run it."""
@@ -126,9 +163,12 @@ class LocalReads:
         if state.tf is not text_factory:
             con.text_factory = state.tf = text_factory
         self._tick = tick = self._tick + 1
+        # Pure SQL runs with the GIL released, as in plain sqlite3, whatever it
+        # costs; only statements that call Python are timed and may move.
+        python = self.calls_python(sql)
         recent = self._cost.get(sql)
-        learning = recent is None or len(recent) < _SAMPLES
-        timed = learning or not tick % _TIME_EVERY
+        learning = python and (recent is None or len(recent) < _SAMPLES)
+        timed = learning or (python and not tick % _TIME_EVERY)
         if timed:
             wall, cpu = _wall(), _clock()
         state.owner = owner

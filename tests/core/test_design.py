@@ -295,3 +295,15 @@ def test_without_group_commit_sqlite_syncs_itself(tmp_path):
     assert c.pool_status()["commits"] == 0
     assert {c.execute("pragma synchronous").fetchone() for _ in range(4)} == {(2,)}
     c.close()
+
+
+def test_pure_sql_stays_local_however_long_sqlite_works(con):
+    sql = (
+        "with recursive r(i) as (select 1 union all select i + 1 from r where i < 300000) "
+        "select count(*) from r"
+    )
+    before = con.pool_status()["local_statements"]
+    for _ in range(6):
+        assert con.execute(sql).fetchone() == (300000,)
+    assert sql not in con._pool.local.heavy
+    assert con.pool_status()["local_statements"] - before == 6
