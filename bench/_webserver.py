@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
     """Serve the example site for ``argv = [url, threads]`` until stdin reaches EOF."""
     url, threads = argv[0], int(argv[1])
     from cheroot import wsgi
+
     from example_site.app import make_app
 
     engine = make_engine(url)
