@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 
 def gone(pid: int) -> bool:
@@ -41,3 +44,25 @@ def committed_rows(db_path: Path) -> list[tuple]:
     """Rows of table ``t`` as an independent stdlib connection sees them (committed only)."""
     with closing(sqlite3.connect(str(db_path))) as check:
         return check.execute("select x from t order by x").fetchall()
+
+
+def assert_interrupt_stops_endless_query(conn) -> None:
+    """interrupt() from another thread ends an endless query with 'interrupted'."""
+    done = threading.Event()
+
+    def _keep_interrupting() -> None:
+        while not done.wait(0.02):
+            conn.interrupt()
+
+    helper = threading.Thread(target=_keep_interrupting, daemon=True)
+    helper.start()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+            conn.execute(
+                "with recursive c(n) as (select 1 union all select n + 1 from c) "
+                "select count(*) from c"
+            ).fetchall()
+    finally:
+        done.set()
+        helper.join()
+    assert conn.execute("select 1").fetchone() == (1,)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import threading
 
 import pytest
+
+from tests.core._procs import assert_interrupt_stops_endless_query
 
 _LEVELS = ["", "DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
 _needs_autocommit = pytest.mark.skipif(
@@ -241,24 +242,7 @@ def test_total_changes_counts_only_this_connection(table, connect):
 
 def test_interrupt_long_query(conn):
     """interrupt() from another thread stops the running query with 'interrupted'."""
-    done = threading.Event()
-
-    def _keep_interrupting() -> None:
-        while not done.wait(0.02):
-            conn.interrupt()
-
-    helper = threading.Thread(target=_keep_interrupting, daemon=True)
-    helper.start()
-    try:
-        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
-            conn.execute(
-                "with recursive c(n) as (select 1 union all select n + 1 from c) "
-                "select count(*) from c"
-            ).fetchall()
-    finally:
-        done.set()
-        helper.join()
-    assert conn.execute("select 1").fetchone() == (1,)
+    assert_interrupt_stops_endless_query(conn)
 
 
 @_needs_autocommit

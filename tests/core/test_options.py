@@ -4,10 +4,9 @@ and interrupt() reaching a worker process."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from contextlib import closing
 
-import pytest
+from tests.core._procs import assert_interrupt_stops_endless_query
 
 
 def test_file_database_switched_to_wal_by_default(mp_connect, db_path):
@@ -65,22 +64,5 @@ def test_memory_database_gets_one_worker_even_if_more_asked(mp_connect):
 def test_interrupt_reaches_statement_in_worker(mp_connect):
     """interrupt() from another thread stops a query running in a worker process."""
     conn = mp_connect(local_reads=False)
-    done = threading.Event()
-
-    def _keep_interrupting() -> None:
-        while not done.wait(0.02):
-            conn.interrupt()
-
-    helper = threading.Thread(target=_keep_interrupting, daemon=True)
-    helper.start()
-    try:
-        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
-            conn.execute(
-                "with recursive c(n) as (select 1 union all select n + 1 from c) "
-                "select count(*) from c"
-            ).fetchall()
-    finally:
-        done.set()
-        helper.join()
-    assert conn.execute("select 1").fetchone() == (1,)
+    assert_interrupt_stops_endless_query(conn)
     assert conn.pool_status()["restarts"] == 0
