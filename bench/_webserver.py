@@ -6,6 +6,7 @@ connections and serves until its stdin closes, so it never outlives the benchmar
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any
@@ -33,6 +34,10 @@ def main(argv: list[str]) -> int:
     server = wsgi.Server(("127.0.0.1", 0), make_app(engine), numthreads=threads)
     server.prepare()
     print(f"LISTENING {server.bind_addr[1]}", flush=True)
+    # The parent reads only that line: whatever the site logs to stdout later
+    # goes to stderr (the parent's log file), or a full pipe would block every
+    # request thread that logs.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     serving = threading.Thread(target=server.serve, daemon=True)
     serving.start()
     sys.stdin.read()  # returns when the parent closes the pipe or exits
