@@ -45,7 +45,6 @@ class PoolSettings:
     size: int
     private: bool
     wal: bool
-    read_only: bool
     driver: str
     connect_args: tuple
     connect_kwargs: tuple
@@ -103,7 +102,6 @@ class PoolSettings:
             size=size,
             private=private,
             wal=wal and driver == "sqlite3" and not private and not _read_only(database, uri),
-            read_only=_read_only(database, uri),
             driver=driver,
             connect_args=(database,),
             connect_kwargs=frozen,
