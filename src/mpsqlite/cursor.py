@@ -80,7 +80,8 @@ class Cursor:
             raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
         if not isinstance(sql, str):
             raise TypeError(f"execute() argument 1 must be str, not {type(sql).__name__}")
-        self._reset()
+        if self._executed:
+            self._reset()
         reply, worker = self._connection._execute(self, sql, parameters, False)
         self._take(reply, worker)
         return self
@@ -172,9 +173,13 @@ class Cursor:
 
     def fetchone(self) -> Any:
         """The next row, or None when there are no more."""
-        self._check_fetch()
+        con = self._connection
+        if self._closed or not self._executed or con._closed or con._thread is not None:
+            self._check_fetch()
         if not self._rows and not self._fill():
             return None
+        if self.row_factory is None:
+            return self._rows.popleft()
         return self._make(self._rows.popleft())
 
     def fetchmany(self, size: int | None = None) -> list[Any]:

@@ -41,6 +41,7 @@ _MIN_SAMPLES = 5
 _TIME_EVERY = 4  # after its first runs, one run in this many is timed...
 _SAMPLE_EVERY = 16  # ...and one in this many sampled for the median
 _CONTENDED = 20e-6  # wall time beyond CPU time that marks a run as having waited
+_MEMO_LIMIT = 4096  # distinct statements remembered per pool
 _clock = time.thread_time
 _wall = time.perf_counter
 _NAMED_CALLBACKS = frozenset(
@@ -57,10 +58,13 @@ _SCHEMA_CHECK = "SELECT 1 FROM sqlite_master LIMIT 0"
 class _ThreadState:
     """One thread's read-only connection and what it has applied."""
 
-    __slots__ = ("con", "applied", "tf", "fresh", "owner", "__weakref__")
+    __slots__ = ("con", "cur", "applied", "tf", "fresh", "owner", "__weakref__")
 
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
+        # One cursor reused by every plain statement of the thread (None while
+        # in use, so a statement run from inside another gets its own).
+        self.cur: sqlite3.Cursor | None = con.cursor()
         self.applied = 0
         self.tf: Any = str
         self.fresh = True
@@ -87,6 +91,7 @@ class LocalReads:
         self._py_names: set[str] = set()
         self._py_pattern: re.Pattern[str] | None = None
         self._calls_python: dict[str, bool] = {}
+        self._plain: dict[str, bool] = {}  # statements fit for the lean path of run()
         self.disabled = False
         self._states: list[weakref.ref[_ThreadState]] = []
         self._states_lock = threading.Lock()
@@ -130,9 +135,11 @@ class LocalReads:
                 names = "|".join(re.escape(n) for n in sorted(self._py_names))
                 self._py_pattern = re.compile(rf"\b(?:{names})\b", re.I)
                 self._calls_python.clear()
+                self._plain.clear()
         elif method in _HOOKS and args and args[0] is not None:
             self._py_pattern = re.compile(r"")  # a hook runs Python for every statement
             self._calls_python.clear()
+            self._plain.clear()
 
     def calls_python(self, sql: str) -> bool:
         """Whether ``sql`` may call Python (and hold the GIL) while SQLite runs it."""
@@ -145,9 +152,45 @@ class LocalReads:
 
     def run(self, owner: Any, sql: str, params: Any, text_factory: Any) -> tuple | None:
         """The reply a worker would give, or None when the workers should run it."""
-        try:
-            state = self._tls.state
-        except AttributeError:
+        # The lean path: most reads are plain SQL on a thread whose connection
+        # is up to date; every microsecond here is held under the GIL.
+        state = getattr(self._tls, "state", None)
+        if (
+            state is not None
+            and self._plain.get(sql)
+            and text_factory is str
+            and state.tf is str
+            and state.applied == len(self._pool.setup)
+        ):
+            cur = state.cur
+            if cur is not None:
+                state.cur, state.owner = None, owner
+                try:
+                    if params is None:
+                        cur.execute(sql)
+                    else:
+                        cur.execute(sql, params)
+                    rows = cur.fetchmany(p.FIRST_ROWS) if cur.description is not None else []
+                except sqlite3.OperationalError as exc:
+                    if "readonly" in str(exc) or "read-only" in str(exc):
+                        self.heavy.add(sql)
+                        return None
+                    raise
+                finally:
+                    state.cur, state.owner = cur, None
+                if len(rows) == p.FIRST_ROWS:
+                    self.heavy.add(sql)
+                    cur.close()  # ends the statement, and the read snapshot it holds
+                    state.cur = state.con.cursor()
+                    return None
+                self.statements += 1
+                return (cur.description, cur.rowcount, cur.lastrowid, rows, False, False, 0)
+        return self._run(owner, sql, params, text_factory, state)
+
+    def _run(
+        self, owner: Any, sql: str, params: Any, text_factory: Any, state: _ThreadState | None
+    ) -> tuple | None:
+        if state is None:
             try:
                 state = self._open()
             except sqlite3.Error:
@@ -166,6 +209,11 @@ class LocalReads:
         # Pure SQL runs with the GIL released, as in plain sqlite3, whatever it
         # costs; only statements that call Python are timed and may move.
         python = self.calls_python(sql)
+        if sql not in self._plain:
+            if len(self._plain) > _MEMO_LIMIT:  # SQL with literals inlined never repeats
+                self._plain.clear()
+                self._calls_python.clear()
+            self._plain[sql] = not python and sql[:6].upper() != "PRAGMA"
         recent = self._cost.get(sql)
         learning = python and (recent is None or len(recent) < _SAMPLES)
         timed = learning or (python and not tick % _TIME_EVERY)

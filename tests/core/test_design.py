@@ -10,6 +10,7 @@ import time
 import pytest
 
 import mpsqlite
+from mpsqlite import registry
 from mpsqlite.classify import Kind, classify, is_dml, pragma_assignment
 
 
@@ -88,6 +89,58 @@ def test_large_results_go_to_the_workers(con):
     statements = con.pool_status()["statements"]
     assert len(con.execute("select * from t").fetchall()) == 1000
     assert con.pool_status()["statements"] > statements
+
+
+def test_a_read_that_grows_past_one_reply_moves_and_releases_its_snapshot(con):
+    sql = "select * from t where id <= ?"
+    for _ in range(3):  # small results: local, on the thread's reused cursor
+        assert len(con.execute(sql, (10,)).fetchall()) == 10
+    local = con.pool_status()["local_statements"]
+    assert len(con.execute(sql, (900,)).fetchall()) == 900
+    assert sql in con._pool.local.heavy
+    assert con.pool_status()["local_statements"] == local
+    # The abandoned local statement must not keep a read snapshot open: a
+    # TRUNCATE checkpoint succeeds only when no reader holds the WAL.
+    con.execute("update t set v = 'x' where id = 1")
+    con.commit()
+    assert con.execute("pragma wal_checkpoint(truncate)").fetchone()[0] == 0
+    assert con.execute("select v from t where id = ?", (1,)).fetchone() == ("x",)
+
+
+def test_a_read_started_inside_another_local_read_gets_its_own_cursor(tmp_path):
+    path = tmp_path / "conv.db"
+    con = mpsqlite.connect(path, workers=1, detect_types=sqlite3.PARSE_DECLTYPES)
+    con.execute("create table names(id integer primary key, name text)")
+    con.execute("create table r(ref nameref)")
+    con.executemany("insert into names values (?, ?)", [(1, "one"), (2, "two")])
+    con.executemany("insert into r values (?)", [(1,), (2,)])
+    con.commit()
+
+    holder: dict = {}  # empty while the converter is pickled for the workers
+
+    def lookup(raw: bytes) -> str:
+        # Runs inside the outer statement's fetch, on the same thread.
+        inner = holder["con"].execute("select name from names where id = ?", (int(raw),))
+        return inner.fetchone()[0]
+
+    mpsqlite.register_converter("nameref", lookup)
+    holder["con"] = con
+    try:
+        for _ in range(3):
+            assert con.execute("select ref from r order by ref").fetchall() == [
+                ("one",), ("two",)]
+    finally:
+        holder.clear()
+        del sqlite3.converters["NAMEREF"]
+        registry._converters.pop("nameref")
+        con.close()
+
+
+def test_many_distinct_statements_keep_memory_bounded(con):
+    for i in range(1, 5001):
+        assert con.execute(f"select {i}, count(*) from t where id = {i % 1000 + 1}").fetchone() == (
+            i, 1)
+    assert len(con._pool.local._plain) <= 4097
 
 
 def test_expensive_reads_go_to_the_workers(con):

@@ -45,8 +45,13 @@ def test_the_drivers_own_exception_classes_arrive(con):
 
 def test_reads_run_on_several_workers(con):
     con.execute("create table t(x)")
+    con.executemany("insert into t values (?)", [(i,) for i in range(1000)])
     con.commit()
-    for _ in range(20):
-        con.execute("select count(*) from t").fetchall()
-    busy = [w for w in con.pool_status()["workers"] if w["statements"]]
-    assert len(busy) == 2
+    # Each cursor keeps its worker while rows remain there: two open results
+    # can only be held by two different workers.
+    first = con.execute("select x from t order by x")
+    second = con.execute("select x from t order by x desc")
+    assert first.fetchone() == (0,) and second.fetchone() == (999,)
+    states = [w["state"] for w in con.pool_status()["workers"]]
+    assert states == ["pinned", "pinned"]
+    assert len(first.fetchall()) == 999 and len(second.fetchall()) == 999
