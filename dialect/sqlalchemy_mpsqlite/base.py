@@ -119,7 +119,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -130,7 +129,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
 from mpsqlite.classify import Kind, classify
 
-from . import _options
+from . import _options, functions
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import ConnectArgsType, DBAPIConnection
@@ -144,13 +143,6 @@ _BEGIN_SQL = {
 }
 
 _DISCONNECT_FRAGMENTS = ("connection is closed", "cannot operate on a closed database")
-
-
-def _regexp(pattern: str, value: str | None) -> bool | None:
-    """SQL ``regexp(pattern, value)`` behind SQLite's REGEXP operator."""
-    if value is None:
-        return None
-    return re.search(pattern, value) is not None
 
 
 def _raw(connection: Any) -> Any:
@@ -247,7 +239,7 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
         def connect(dbapi_connection: DBAPIConnection) -> None:
             if explicit:
                 dbapi_connection.isolation_level = None
-            dbapi_connection.create_function("regexp", 2, _regexp, **func_kw)
+            dbapi_connection.create_function("regexp", 2, functions.regexp, **func_kw)
             dbapi_connection.create_function("floor", 1, math.floor, **func_kw)
 
         return connect

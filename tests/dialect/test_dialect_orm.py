@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
+import sys
 
 import pytest
 from sqlalchemy import (
@@ -172,6 +174,27 @@ def test_regexp_and_floor_run_in_the_workers(orm_engine) -> None:
         ).all()
         assert titles == ["book2.1", "book2.3"]
         assert conn.scalar(text("select floor(7.9)")) == 7
+
+
+def test_workers_register_the_dialect_functions_without_importing_sqlalchemy(
+    orm_engine,
+) -> None:
+    # SQLAlchemy in every worker would double its memory and slow the first statement.
+    raw = orm_engine.raw_connection()
+    try:
+        con = raw.driver_connection
+        con.create_function("sqlalchemy_loaded", 0, lambda: "sqlalchemy" in sys.modules)
+        con.create_function("process_id", 0, os.getpid)
+        con.execute("begin")  # pins one worker: the probes run there, not in this process
+        try:
+            assert con.execute("select 'abc' regexp 'b.$'").fetchone() == (1,)
+            loaded, pid = con.execute("select sqlalchemy_loaded(), process_id()").fetchone()
+        finally:
+            con.rollback()
+        assert pid != os.getpid()
+        assert loaded == 0
+    finally:
+        raw.close()
 
 
 def test_orm_rolls_back_on_integrity_error(orm_engine) -> None:
