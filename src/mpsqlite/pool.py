@@ -48,6 +48,7 @@ class WorkerHandle:
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
+        init = pool.init_message()  # may raise (a converter that cannot travel): no process yet
         parent_sock, child_sock = socket.socketpair()
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         try:
@@ -66,13 +67,15 @@ class WorkerHandle:
         self.ready = False
         self.dead = False
         self.pid = self.proc.pid
-        self.setup_applied = len(pool.setup)
+        # A fresh worker (a replacement too) applies every setup entry recorded so
+        # far before its first request: functions, pragmas, ATTACH, converters.
+        self.setup_applied = 0
         self.pending_close: list[int] = []
         self.statements = 0
         self.errors = 0
         self.current: Any = None
         self.in_txn = False
-        self.chan.send(pool.init_message())
+        self.chan.send(init)
 
     def exchange(self, op: int, *args: Any, owner: Any = None) -> Any:
         """Send one request and return its reply's payload; raise its error."""
@@ -205,14 +208,14 @@ class Pool:
             self._idle.append(w)
 
     def init_message(self) -> dict[str, Any]:
-        from .registry import converters_blob
+        from .registry import converter_blobs
 
         return {
             "driver": self.driver,
             "connect_args": self.connect_args,
             "connect_kwargs": self.connect_kwargs,
             "sys_path": [x for x in sys.path if isinstance(x, str)],
-            "converters": converters_blob(),
+            "converters": converter_blobs() if self.connect_kwargs.get("detect_types") else [],
         }
 
     # -- leasing ----------------------------------------------------------

@@ -21,7 +21,9 @@ from .pool import Pool
 
 _lock = threading.Lock()
 _pools: dict[tuple, Pool] = {}
-_converters: dict[str, Callable[[bytes], Any]] = {}
+# Converters registered through mpsqlite, each with its pickle from registration
+# time: a closure that later refers to something unpicklable still travels.
+_converters: dict[str, tuple[Callable[[bytes], Any], bytes]] = {}
 _owner_pid = os.getpid()
 
 LINGER_SECONDS = 10.0
@@ -70,20 +72,33 @@ def dumps_callable(obj: Any, what: str) -> bytes:
 
 def register_converter(typename: str, converter: Callable[[bytes], Any]) -> None:
     """sqlite3.register_converter, also applied in every worker of every pool."""
-    sqlite3.register_converter(typename, converter)
     blob = dumps_callable((typename, converter), "converter")
+    sqlite3.register_converter(typename, converter)
     with _lock:
-        _converters[typename] = converter
+        _converters[typename.upper()] = (converter, blob)
         pools = list(_pools.values())
     for pool in pools:
         pool.add_setup((p.SETUP_CONVERTER, typename, blob))
 
 
-def converters_blob() -> bytes:
-    """Converters a new worker must know: mpsqlite's and sqlite3's own registry."""
-    merged = {k: v for k, v in sqlite3.converters.items() if k not in ("DATE", "TIMESTAMP")}
-    merged.update({k.upper(): v for k, v in _converters.items()})
-    return _dumps(list(merged.items()))
+def converter_blobs() -> list[bytes]:
+    """The converters a new worker must know, each pickled ``(name, converter)``.
+
+    That is sqlite3's registry (mpsqlite.register_converter also fills it),
+    less the date/time converters sqlite3 installs itself. One that cannot be
+    pickled raises ProgrammingError naming it; pools without ``detect_types``
+    never ask, since their workers never convert.
+    """
+    blobs = []
+    for name, conv in list(sqlite3.converters.items()):
+        if name in ("DATE", "TIMESTAMP") and getattr(conv, "__module__", "") == "sqlite3.dbapi2":
+            continue
+        known = _converters.get(name)
+        if known is not None and known[0] is conv:
+            blobs.append(known[1])
+        else:
+            blobs.append(dumps_callable((name, conv), "converter"))
+    return blobs
 
 
 def get_pool(key: tuple, factory: Callable[[], Pool]) -> Pool:

@@ -59,8 +59,8 @@ class _Worker:
         # Other DB-API drivers open transactions implicitly; we track them.
         self.dirty = False
         if self.is_sqlite:
-            for name, conv in pickle.loads(init["converters"]):
-                self.driver.register_converter(name, conv)
+            for blob in init["converters"]:
+                self.driver.register_converter(*pickle.loads(blob))
         kwargs = dict(init["connect_kwargs"])
         if self.is_sqlite:
             kwargs.update(isolation_level=None, check_same_thread=False)

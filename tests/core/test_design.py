@@ -132,8 +132,36 @@ def test_a_read_started_inside_another_local_read_gets_its_own_cursor(tmp_path):
     finally:
         holder.clear()
         del sqlite3.converters["NAMEREF"]
-        registry._converters.pop("nameref")
+        registry._converters.pop("NAMEREF")
         con.close()
+
+
+def _parent_pid(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def test_converters_travel_only_to_pools_that_convert(tmp_path):
+    lock = threading.Lock()
+    sqlite3.register_converter("locked", lambda raw, _lock=lock: raw)  # cannot be pickled
+    try:
+        plain = mpsqlite.connect(tmp_path / "a.db", workers=1)
+        plain.execute("create table t(x locked)")
+        plain.execute("insert into t values ('v')")
+        plain.commit()
+        assert plain.execute("select x from t").fetchall() == [("v",)]
+        plain.close()
+        before = set(os.listdir("/proc")) if os.path.isdir("/proc") else set()
+        unpicklable = r"converter \('LOCKED'.* cannot be sent"
+        with pytest.raises(sqlite3.ProgrammingError, match=unpicklable):
+            mpsqlite.connect(tmp_path / "b.db", workers=1, detect_types=sqlite3.PARSE_DECLTYPES)
+        started = {p for p in set(os.listdir("/proc")) - before if p.isdigit()}
+        assert [p for p in started if _parent_pid(p) == os.getpid()] == []  # no worker left
+    finally:
+        del sqlite3.converters["LOCKED"]
 
 
 def test_many_distinct_statements_keep_memory_bounded(con):

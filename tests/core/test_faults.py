@@ -187,6 +187,33 @@ def test_committed_data_survives_killing_every_worker(table, db_path):
     assert committed_rows(db_path) == [(1,), (2,), (3,)]
 
 
+def test_a_replacement_worker_gets_the_pools_functions_and_pragmas(table, db_path):
+    table.create_function("twice", 1, lambda x: 2 * x)
+    table.execute("pragma foreign_keys = on")
+    table.execute("create table child(x references t(x))")
+    table.commit()
+    table.execute("create unique index t_x on t(x)")
+    table.commit()
+    assert table.execute("select twice(21)").fetchone() == (42,)
+    for pid in worker_pids(table):
+        os.kill(pid, signal.SIGKILL)
+    assert still_running(list(worker_pids(table)), 10) == []
+    for _ in range(table.pool_status()["size"] + 1):
+        try:
+            assert table.execute("select twice(x) from t order by x").fetchall() == [
+                (2,), (4,), (6,)]
+            break
+        except sqlite3.OperationalError as exc:
+            assert "died" in str(exc)
+    else:
+        pytest.fail("the pool never answered after its workers were killed")
+    assert table.pool_status()["restarts"] >= 1
+    assert table.execute("pragma foreign_keys").fetchone() == (1,)
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        table.execute("insert into child values (99)")
+    table.rollback()
+
+
 class _Unpicklable:
     """A parameter that can be neither pickled nor adapted."""
 
