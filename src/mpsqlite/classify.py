@@ -77,6 +77,22 @@ def pragma_assignment(sql: str) -> tuple[str, str] | None:
     return (m.group(1).lower(), m.group(2).lower()) if m else None
 
 
+_ATTACH_AS = re.compile(r"\bas\s+([\w\"'`\[\]]+)\s*;?\s*$", re.I)
+_DETACH = re.compile(r"detach\s+(?:database\s+)?([\w\"'`\[\]]+)\s*;?\s*$", re.I)
+
+
+def attached_schema(sql: str) -> str | None:
+    """The schema name an ATTACH or DETACH statement names, lower case, else None."""
+    word = first_word(sql)
+    if word == "ATTACH":
+        m = _ATTACH_AS.search(sql)
+    elif word == "DETACH":
+        m = _DETACH.match(sql, _COMMENT_OR_SPACE.match(sql).end())  # type: ignore[union-attr]
+    else:
+        return None
+    return m.group(1).strip("\"'`[]").lower() if m else None
+
+
 @lru_cache(maxsize=1024)
 def classify(sql: str) -> Kind:
     """Return the :class:`Kind` of the first statement in ``sql``."""

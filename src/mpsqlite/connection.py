@@ -21,7 +21,15 @@ from . import protocol as p
 from .adapt import adapt_many, adapt_params
 from .admin import WholeDatabaseMixin
 from .callbacks import CallbacksMixin
-from .classify import Kind, classify, creates_temp, first_word, is_dml, pragma_assignment
+from .classify import (
+    Kind,
+    attached_schema,
+    classify,
+    creates_temp,
+    first_word,
+    is_dml,
+    pragma_assignment,
+)
 from .cursor import Cursor
 from .pool import WorkerDied, WorkerHandle
 from .registry import dumps_callable, get_pool, put_pool
@@ -129,8 +137,14 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
         """
         sql = self._pool.config_sql(sql)
         assignment = pragma_assignment(sql)
-        key = ("pragma", assignment[0]) if assignment else ("sql", sql)
-        entry = (p.SETUP_SQL, None, sql)
+        schema = None if assignment else attached_schema(sql)
+        if assignment:
+            key: tuple = ("pragma", assignment[0])
+        elif schema is not None:
+            key = ("attach", schema)  # ATTACH and DETACH of one name replace each other
+        else:
+            key = ("sql", sql)
+        entry = (p.SETUP_SQL, None, sql if params is None else (sql, params))
         if params is None and self._pool.is_current(key, entry):
             return _NOTHING, None
         result = self._execute_locked((cursor._cid, sql, params, False), Kind.READ)
@@ -144,6 +158,13 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
             # caller's read-only ones: from now on every read goes to a worker.
             self._pool.local.disabled = True
         with self._lock:
+            if self._revoked is not None and kind is Kind.END:
+                # ROLLBACK in SQL acknowledges a lost transaction as rollback() does.
+                message, self._revoked = self._revoked, None
+                if first_word(sql) != "ROLLBACK":
+                    raise sqlite3.OperationalError(message)
+                if self._txn is None:
+                    return _NOTHING, None
             self._raise_if_revoked()
             if self._txn is not None:
                 return self._run_pinned(args, None)
@@ -341,13 +362,15 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
 
     def _end(self, how: str) -> None:
         self._check()
-        if self._autocommit is True:
-            return
         with self._lock:
             if self._revoked is not None:
+                # A lost or revoked transaction: rollback() acknowledges it
+                # (whatever the autocommit mode), commit() reports it.
                 message, self._revoked = self._revoked, None
                 if how == "commit":
                     raise sqlite3.OperationalError(message)
+            if self._autocommit is True:
+                return
             w = self._txn
             if w is None:
                 return
@@ -355,6 +378,8 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
                 _, changes = w.exchange(p.OP_END, how, owner=self)
             except WorkerDied:
                 self._unpin()
+                if how == "rollback":
+                    return  # the worker's death rolled it back: what was asked
                 raise
             finally:
                 if self._txn is w and not w.in_txn:

@@ -186,6 +186,8 @@ class Cursor:
         """Up to ``size`` rows (default ``arraysize``)."""
         self._check_fetch()
         n = self.arraysize if size is None else size
+        if n <= 0:
+            return self.fetchall()  # as sqlite3: a size of 0 or less means every row
         out: list = []
         rows = self._rows
         while len(out) < n:

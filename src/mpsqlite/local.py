@@ -121,7 +121,7 @@ class LocalReads:
                     getattr(state.con, name)(*args, **kwargs)
             elif kind == p.SETUP_SQL:
                 try:
-                    state.con.execute(payload).fetchall()
+                    state.con.execute(*p.setup_sql(payload)).fetchall()
                 except sqlite3.Error:
                     pass  # e.g. a pragma a read-only connection may not set
             state.applied += 1

@@ -34,6 +34,10 @@ _BOOTSTRAP = (
 )
 
 
+# A non-blocking look at a worker's socket (0 where the platform has no MSG_DONTWAIT).
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT if hasattr(socket, "MSG_DONTWAIT") else 0
+
+
 class WorkerDied(sqlite3.OperationalError):
     """A worker process ended while it was serving a request."""
 
@@ -126,7 +130,21 @@ class WorkerHandle:
             pass
 
     def alive(self) -> bool:
-        return not self.dead and self.proc.poll() is None
+        """Whether the process still runs, as far as can be seen without blocking.
+
+        A killed worker's socket end closes at once, while ``poll()`` may not
+        see the exit yet (another thread may be reaping it).
+        """
+        if self.dead or self.proc.poll() is not None:
+            return False
+        if not _PEEK:
+            return True
+        try:
+            return self.chan.sock.recv(1, _PEEK) != b""
+        except BlockingIOError:
+            return True  # nothing to read: an idle worker sends nothing unasked
+        except OSError:
+            return False
 
     def stop(self, wait: float = 1.0) -> None:
         """Ask the worker to exit, then make sure it has."""
@@ -202,12 +220,19 @@ class Pool:
         self.refs = 0
         self.local: LocalReads | None = None
         self.sync: GroupSync | None = None
+        # Built once (may raise: a converter that cannot travel), so that starting
+        # a replacement worker later cannot fail on it.
+        self._init = self._make_init_message()
         for _ in range(size):
             w = WorkerHandle(self)
             self.workers.append(w)
             self._idle.append(w)
 
     def init_message(self) -> dict[str, Any]:
+        """What a new worker is told first: how to connect, and the converters."""
+        return self._init
+
+    def _make_init_message(self) -> dict[str, Any]:
         from .registry import converter_blobs
 
         return {
@@ -231,6 +256,13 @@ class Pool:
         with self._cond:
             if self.closed:
                 raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            if len(self.workers) < self.size:
+                try:
+                    self._refill_locked()
+                except OSError as exc:
+                    if not self.workers:
+                        raise sqlite3.OperationalError(
+                            f"cannot start an mpsqlite worker process: {exc}") from exc
             if not self._queue:
                 while self._idle:
                     w = self._idle.popleft()
@@ -288,6 +320,9 @@ class Pool:
                 w.users = 0
                 if w.dead or self.closed:
                     return
+                if not w.alive():
+                    self._replace_locked(w)  # died while leased: its replacement goes on
+                    return
                 self._hand_over(w)
 
     # -- faults -----------------------------------------------------------
@@ -329,9 +364,17 @@ class Pool:
         if self.closed:
             return
         self.restarts += 1
-        fresh = WorkerHandle(self)
-        self.workers.append(fresh)
-        self._hand_over(fresh)
+        try:
+            self._refill_locked()
+        except OSError:
+            pass  # no process could be started now: the next acquire() tries again
+
+    def _refill_locked(self) -> None:
+        """Start workers until the pool is back to its size."""
+        while len(self.workers) < self.size and not self.closed:
+            fresh = WorkerHandle(self)
+            self.workers.append(fresh)
+            self._hand_over(fresh)
 
     # -- setup broadcast --------------------------------------------------
 

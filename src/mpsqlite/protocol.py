@@ -32,7 +32,7 @@ OP_CLOSE = 7  # close the database connection and exit
 
 # Setup entry kinds: (kind, key, payload).
 SETUP_CALL = "call"  # payload: pickled (method name, args) on the sqlite3 connection
-SETUP_SQL = "sql"  # payload: an SQL statement (connection-scoped pragma, attach...)
+SETUP_SQL = "sql"  # payload: SQL, or (SQL, parameters): connection pragma, ATTACH...
 SETUP_TEXT_FACTORY = "tf"  # key: factory id, payload: pickled factory
 SETUP_CONVERTER = "conv"  # payload: pickled (name, converter)
 
@@ -44,6 +44,11 @@ MAX_CHUNK_ROWS = 16384
 _HEADER = struct.Struct("<IB")
 _MARSHAL, _PICKLE = 0, 1
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def setup_sql(payload: Any) -> tuple:
+    """``execute()`` arguments of a SETUP_SQL payload."""
+    return payload if isinstance(payload, tuple) else (payload,)
 
 
 class ChannelClosed(EOFError):

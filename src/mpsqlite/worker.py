@@ -86,9 +86,18 @@ class _Worker:
             for entry in setup:
                 if entry[0] == p.SETUP_SQL:
                     self.deferred.append(entry)
-                else:
+                    continue
+                try:
                     self._apply_setup(entry)
-        if self.deferred and not self._in_transaction():
+                except Exception:
+                    # SQLite refuses to redefine a function while a statement is
+                    # active: wait for this worker's open results to end.
+                    if not self.cursors:
+                        raise
+                    self.deferred.append(entry)
+        # Pragmas wait for the end of a transaction (some may not change inside
+        # one) and of open results (some are ignored while statements run).
+        if self.deferred and not self.cursors and not self._in_transaction():
             entries, self.deferred = self.deferred, []
             for entry in entries:
                 self._apply_setup(entry)
@@ -116,7 +125,7 @@ class _Worker:
             getattr(self.con, name)(*args, **kwargs)
         elif kind == p.SETUP_SQL:
             try:
-                self.con.execute(payload).fetchall()
+                self.con.execute(*p.setup_sql(payload)).fetchall()
             except self.driver.Error:
                 pass  # it failed, and said so, where the statement itself ran
         elif kind == p.SETUP_TEXT_FACTORY:

@@ -129,6 +129,14 @@ def test_fetchmany_uses_arraysize(people):
     assert cur.fetchmany() == []
 
 
+@pytest.mark.parametrize("size", [0, -1])
+def test_fetchmany_size_zero_or_less_fetches_every_row(people, size):
+    cur = people.execute("select id from people order by id")
+    assert cur.fetchone() == (1,)
+    assert cur.fetchmany(size) == [(2,), (3,), (4,), (5,)]
+    assert cur.fetchmany(size) == []
+
+
 def test_fetchmany_explicit_size(people):
     cur = people.execute("select id from people order by id")
     assert cur.fetchmany(2) == [(1,), (2,)]

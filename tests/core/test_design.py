@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 import time
 
@@ -164,6 +165,53 @@ def test_converters_travel_only_to_pools_that_convert(tmp_path):
         del sqlite3.converters["LOCKED"]
 
 
+def test_settings_made_while_a_worker_holds_open_results_reach_it(tmp_path):
+    path = tmp_path / "s.db"
+    holder = mpsqlite.connect(path, workers=2, local_reads=False)
+    holder.create_function("f", 1, lambda x: "old")
+    holder.execute("create table big(x)")
+    holder.executemany("insert into big values (?)", [(i,) for i in range(2000)])
+    holder.commit()
+    cur = holder.execute("select f(x) from big")  # stays open on one worker
+    assert cur.fetchone() == ("old",)
+    other = mpsqlite.connect(path, workers=2, local_reads=False)
+    other.create_function("f", 1, lambda x: "new")  # SQLite refuses while statements run
+    other.execute("pragma case_sensitive_like = on")
+    rest = cur.fetchall()  # an unrelated fetch must not fail on the pending settings
+    assert len(rest) == 1999
+    answers = set()
+    for _ in range(6):  # both workers, by turns and inside transactions
+        holder.execute("begin")
+        answers.add(holder.execute("select f(1), 'abc' like 'ABC'").fetchone())
+        holder.rollback()
+        answers.add(other.execute("select f(1), 'abc' like 'ABC'").fetchone())
+    assert answers == {("new", 0)}
+    holder.close()
+    other.close()
+
+
+def test_attach_detach_and_attach_again_with_parameters(tmp_path):
+    aux = tmp_path / "aux.db"
+    plain = sqlite3.connect(aux)
+    plain.execute("create table a(v)")
+    plain.execute("insert into a values ('x')")
+    plain.commit()
+    plain.close()
+    con = mpsqlite.connect(tmp_path / "main.db", workers=2, local_reads=False)
+    con.execute("attach database ? as aux", (str(aux),))
+    for _ in range(2):
+        con.execute("begin")  # a transaction pins one worker: try both
+        assert con.execute("select v from aux.a").fetchall() == [("x",)]
+        con.rollback()
+    con.execute("detach database aux")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        con.execute("select v from aux.a")
+    con.execute("attach database ? as aux", (str(aux),))
+    for _ in range(4):
+        assert con.execute("select v from aux.a").fetchall() == [("x",)]
+    con.close()
+
+
 def test_many_distinct_statements_keep_memory_bounded(con):
     for i in range(1, 5001):
         assert con.execute(f"select {i}, count(*) from t where id = {i % 1000 + 1}").fetchone() == (
@@ -250,6 +298,31 @@ def test_idle_writer_is_revoked_when_another_writer_waits(tmp_path):
     a.execute("insert into t values (3)")  # the connection is usable again
     a.commit()
     assert sorted(sqlite3.connect(path).execute("select x from t")) == [(2,), (3,)]
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("end", ["rollback()", "ROLLBACK", "autocommit=True"])
+def test_a_revoked_transaction_is_acknowledged_by_rollback(tmp_path, end):
+    if end == "autocommit=True" and sys.version_info < (3, 12):
+        pytest.skip("Connection.autocommit exists from Python 3.12")
+    path = tmp_path / "r.db"
+    kwargs = {"autocommit": True} if end == "autocommit=True" else {"isolation_level": None}
+    a = mpsqlite.connect(path, workers=2, max_write_seconds=0.2, **kwargs)
+    a.execute("create table t(x)")
+    a.execute("begin")
+    a.execute("insert into t values (1)")  # sits on the writer slot
+    b = mpsqlite.connect(path, workers=2, timeout=10)
+    b.execute("insert into t values (2)")
+    b.commit()
+    with pytest.raises(sqlite3.OperationalError, match="max_write_seconds"):
+        a.execute("insert into t values (3)")
+    if end == "ROLLBACK":
+        a.execute("ROLLBACK")
+    else:
+        a.rollback()
+    a.execute("insert into t values (4)")  # usable again, in autocommit mode
+    assert sorted(sqlite3.connect(path).execute("select x from t")) == [(2,), (4,)]
     a.close()
     b.close()
 

@@ -125,8 +125,11 @@ def test_kill_worker_mid_transaction_then_end_it(table, db_path, next_call):
     victim = _open_transaction_on_known_worker(table)
     os.kill(victim, signal.SIGKILL)
     assert still_running([victim], 10) == []
-    with pytest.raises(sqlite3.OperationalError, match=_DIED):
-        getattr(table, next_call)()
+    if next_call == "commit":
+        with pytest.raises(sqlite3.OperationalError, match=_DIED):
+            table.commit()
+    else:
+        table.rollback()  # the death rolled the transaction back, which is what was asked
     assert not table.in_transaction
     assert table.execute("select x from t order by x").fetchall() == [(1,), (2,), (3,)]
     assert committed_rows(db_path) == [(1,), (2,), (3,)]
@@ -212,6 +215,86 @@ def test_a_replacement_worker_gets_the_pools_functions_and_pragmas(table, db_pat
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
         table.execute("insert into child values (99)")
     table.rollback()
+
+
+def test_with_block_reports_the_applications_error_when_the_worker_died(table, db_path):
+    victim = _open_transaction_on_known_worker(table)
+    os.kill(victim, signal.SIGKILL)
+    assert still_running([victim], 10) == []
+    with pytest.raises(ValueError, match="the application's own error"):
+        with table:  # rollback on the way out must not replace the application's error
+            raise ValueError("the application's own error")
+    assert not table.in_transaction
+    assert committed_rows(db_path) == [(1,), (2,), (3,)]
+
+
+def _threads_alive(pid: int) -> bool:
+    """Whether any thread of ``pid`` is not yet a zombie."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def test_a_worker_that_died_while_leased_is_replaced_not_handed_on(mp_connect):
+    holder = mp_connect(workers=1, local_reads=False)
+    holder.execute("create table big(x)")
+    holder.executemany("insert into big values (?)", [(i,) for i in range(1000)])
+    holder.commit()
+    cur = holder.execute("select x from big")  # more rows than one reply: keeps the worker
+    assert cur.fetchone() == (0,)
+    (victim,) = worker_pids(holder)
+    waiter = mp_connect(workers=1, local_reads=False)
+    result: list = []
+    thread, errors = _in_thread(
+        lambda: result.append(waiter.execute("select count(*) from big").fetchone()))
+    while not holder.pool_status()["waiting"]:
+        time.sleep(0.01)
+    os.kill(victim, signal.SIGKILL)
+    assert still_running([victim], 10) == []
+    # The leader turns zombie before the other threads are torn down and the
+    # process's sockets close; only then can anyone see that it died.
+    deadline = time.monotonic() + 10
+    while _threads_alive(victim) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cur.close()  # gives the dead worker back: the waiter must get a live one
+    thread.join(20)
+    assert not thread.is_alive()
+    assert errors == [] and result == [(1000,)]
+    assert victim not in worker_pids(holder)
+
+
+def test_a_later_unpicklable_converter_does_not_stop_replacements(mp_connect):
+    con = mp_connect(local_reads=False, detect_types=sqlite3.PARSE_DECLTYPES)
+    con.execute("create table t(x)")
+    con.commit()
+    lock = threading.Lock()
+    sqlite3.register_converter("later", lambda raw, _lock=lock: raw)
+    try:
+        for round_ in range(2):
+            for pid in worker_pids(con):
+                os.kill(pid, signal.SIGKILL)
+            assert still_running(list(worker_pids(con)), 10) == []
+            for _ in range(con.pool_status()["size"] + 1):
+                try:
+                    assert con.execute("select count(*) from t").fetchone() == (0,)
+                    break
+                except sqlite3.OperationalError as exc:
+                    assert "died" in str(exc)
+            else:
+                pytest.fail(f"no answer after killing every worker (round {round_})")
+            status = con.pool_status()
+            assert len(status["workers"]) == status["size"]
+    finally:
+        del sqlite3.converters["LATER"]
 
 
 class _Unpicklable:
