@@ -426,6 +426,7 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
+        self._check()
         if value is not None:
             if not isinstance(value, str):
                 raise TypeError("isolation_level must be str or None")
@@ -458,7 +459,8 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
 
     @property
     def total_changes(self) -> int:
-        self._check()
+        if self._closed:  # as sqlite3: readable from any thread, not once closed
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         return self._total_changes
 
     @property
@@ -525,6 +527,11 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
 
     def close(self) -> None:
         """Roll back any open transaction and release the pool; idempotent."""
+        if self._thread is not None:
+            self._check_thread()
+        self._close()
+
+    def _close(self) -> None:
         if self._closed:
             return
         with self._lock:
@@ -544,6 +551,9 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
     def _check(self) -> None:
         if self._closed:
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        self._check_thread()
+
+    def _check_thread(self) -> None:
         if self._thread is not None and self._thread != threading.get_ident():
             raise sqlite3.ProgrammingError(
                 "SQLite objects created in a thread can only be used in that same thread. "
@@ -554,6 +564,6 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
     def __del__(self) -> None:
         if not getattr(self, "_closed", True) and hasattr(self, "_pool"):
             try:
-                self.close()
+                self._close()  # from whichever thread collects it, as sqlite3 does
             except Exception:
                 pass

@@ -222,6 +222,7 @@ class Cursor:
     def close(self) -> None:
         """Close the cursor; its unread rows are dropped in the worker."""
         self._release_remote()
+        self._connection._check()  # as sqlite3: not from another thread, not once closed
         self._rows.clear()
         self._closed = True
 

@@ -268,3 +268,41 @@ def test_error_inside_transaction_keeps_transaction(conn):
     assert conn.in_transaction
     conn.commit()
     assert conn.execute("select x from t").fetchall() == [(1,)]
+
+
+def _in_other_thread(call):
+    """Run ``call()`` in another thread; return ("ok", value) or ("err", exception)."""
+    out: list = []
+
+    def body() -> None:
+        try:
+            out.append(("ok", call()))
+        except Exception as exc:  # noqa: BLE001 - compared by the test
+            out.append(("err", exc))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(30)
+    return out[0]
+
+
+def test_same_thread_rules_for_close_isolation_and_total_changes(connect):
+    conn = connect(check_same_thread=True)
+    cur = conn.execute("select 1")
+    assert _in_other_thread(lambda: conn.total_changes) == ("ok", 0)
+    for call in (conn.close, cur.close, lambda: setattr(conn, "isolation_level", None)):
+        kind, exc = _in_other_thread(call)
+        assert kind == "err" and isinstance(exc, sqlite3.ProgrammingError)
+        assert "same thread" in str(exc)
+    assert conn.execute("select 2").fetchone() == (2,)  # nothing was closed
+
+
+def test_closing_a_cursor_of_a_closed_connection_raises(connect):
+    conn = connect()
+    cur = conn.execute("select 1")
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        cur.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        conn.isolation_level = None
+    conn.close()  # closing again is allowed
