@@ -166,18 +166,11 @@ class LocalReads:
             if cur is not None:
                 state.cur, state.owner = None, owner
                 try:
-                    if params is None:
-                        cur.execute(sql)
-                    else:
-                        cur.execute(sql, params)
-                    rows = cur.fetchmany(p.FIRST_ROWS) if cur.description is not None else []
-                except sqlite3.OperationalError as exc:
-                    if "readonly" in str(exc) or "read-only" in str(exc):
-                        self.heavy.add(sql)
-                        return None
-                    raise
+                    rows = self._first_rows(cur, sql, params)
                 finally:
                     state.cur, state.owner = cur, None
+                if rows is None:
+                    return None
                 if len(rows) == p.FIRST_ROWS:
                     self.heavy.add(sql)
                     cur.close()  # ends the statement, and the read snapshot it holds
@@ -220,18 +213,16 @@ class LocalReads:
         if timed:
             wall, cpu = _wall(), _clock()
         state.owner = owner
+        cur = con.cursor()
         try:
             if sql[:6].upper() == "PRAGMA":
-                con.execute(_SCHEMA_CHECK).close()
-            cur = con.execute(sql) if params is None else con.execute(sql, params)
-            rows = cur.fetchmany(p.FIRST_ROWS) if cur.description is not None else []
-        except sqlite3.OperationalError as exc:
-            if "readonly" in str(exc) or "read-only" in str(exc):
-                self.heavy.add(sql)
-                return None
-            raise
+                cur.execute(_SCHEMA_CHECK)
+            rows = self._first_rows(cur, sql, params)
         finally:
             state.owner = None
+        if rows is None:
+            cur.close()
+            return None
         if len(rows) == p.FIRST_ROWS:
             self.heavy.add(sql)
             cur.close()
@@ -251,6 +242,20 @@ class LocalReads:
         reply = (cur.description, cur.rowcount, cur.lastrowid, rows, False, False, 0)
         cur.close()
         return reply
+
+    def _first_rows(self, cur: sqlite3.Cursor, sql: str, params: Any) -> list | None:
+        """Run ``sql`` on ``cur``: its first rows, or None if only a worker may run it."""
+        try:
+            if params is None:
+                cur.execute(sql)
+            else:
+                cur.execute(sql, params)
+            return cur.fetchmany(p.FIRST_ROWS) if cur.description is not None else []
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                self.heavy.add(sql)  # it writes after all (a function with side effects...)
+                return None
+            raise
 
     def _judge(self, sql: str, cost: float) -> None:
         recent = self._cost.setdefault(sql, [])
