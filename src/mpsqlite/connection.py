@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -36,6 +37,8 @@ from .registry import dumps_callable, get_pool, put_pool
 from .settings import LEGACY_TRANSACTION_CONTROL, PoolSettings
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+# sqlite3 checks the thread and the open state when isolation_level is set from 3.11 on.
+_CHECKED_ISOLATION_SETTER = sys.version_info >= (3, 11)
 _SYNC_DESCRIPTION = (("synchronous", None, None, None, None, None, None),)
 _NOTHING = (None, -1, None, [], False, False, 0)  # the reply of a statement with no result
 
@@ -426,7 +429,8 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
-        self._check()
+        if _CHECKED_ISOLATION_SETTER:
+            self._check()
         if value is not None:
             if not isinstance(value, str):
                 raise TypeError("isolation_level must be str or None")
