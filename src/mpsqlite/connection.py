@@ -163,9 +163,7 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
         with self._lock:
             if self._revoked is not None and kind is Kind.END:
                 # ROLLBACK in SQL acknowledges a lost transaction as rollback() does.
-                message, self._revoked = self._revoked, None
-                if first_word(sql) != "ROLLBACK":
-                    raise sqlite3.OperationalError(message)
+                self._settle_revoked(rolling_back=first_word(sql) == "ROLLBACK")
                 if self._txn is None:
                     return _NOTHING, None
             self._raise_if_revoked()
@@ -366,12 +364,9 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
     def _end(self, how: str) -> None:
         self._check()
         with self._lock:
-            if self._revoked is not None:
-                # A lost or revoked transaction: rollback() acknowledges it
-                # (whatever the autocommit mode), commit() reports it.
-                message, self._revoked = self._revoked, None
-                if how == "commit":
-                    raise sqlite3.OperationalError(message)
+            # Whatever the autocommit mode, rollback() acknowledges a lost or
+            # revoked transaction and commit() reports it.
+            self._settle_revoked(rolling_back=how == "rollback")
             if self._autocommit is True:
                 return
             w = self._txn
@@ -390,6 +385,13 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
             self._total_changes += changes
             if how == "commit":
                 self._make_durable()
+
+    def _settle_revoked(self, rolling_back: bool) -> None:
+        """End the refusal left by a lost transaction; only a rollback ends it quietly."""
+        if self._revoked is not None:
+            message, self._revoked = self._revoked, None
+            if not rolling_back:
+                raise sqlite3.OperationalError(message)
 
     def _raise_if_revoked(self) -> None:
         if self._revoked is not None:
@@ -531,8 +533,7 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
 
     def close(self) -> None:
         """Roll back any open transaction and release the pool; idempotent."""
-        if self._thread is not None:
-            self._check_thread()
+        self._check_thread()
         self._close()
 
     def _close(self) -> None:

@@ -202,11 +202,12 @@ class LocalReads:
         # Pure SQL runs with the GIL released, as in plain sqlite3, whatever it
         # costs; only statements that call Python are timed and may move.
         python = self.calls_python(sql)
+        pragma = sql[:6].upper() == "PRAGMA"
         if sql not in self._plain:
             if len(self._plain) > _MEMO_LIMIT:  # SQL with literals inlined never repeats
                 self._plain.clear()
                 self._calls_python.clear()
-            self._plain[sql] = not python and sql[:6].upper() != "PRAGMA"
+            self._plain[sql] = not python and not pragma
         recent = self._cost.get(sql)
         learning = python and (recent is None or len(recent) < _SAMPLES)
         timed = learning or (python and not tick % _TIME_EVERY)
@@ -215,7 +216,7 @@ class LocalReads:
         state.owner = owner
         cur = con.cursor()
         try:
-            if sql[:6].upper() == "PRAGMA":
+            if pragma:
                 cur.execute(_SCHEMA_CHECK)
             rows = self._first_rows(cur, sql, params)
         finally:

@@ -52,7 +52,7 @@ class WorkerHandle:
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        init = pool.init_message()  # may raise (a converter that cannot travel): no process yet
+        init = pool.init_message()
         parent_sock, child_sock = socket.socketpair()
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         try:
