@@ -3,7 +3,13 @@
 Start-up is measured both for a bare DB-API connection (connect to the first answer) and for a
 SQLAlchemy engine (``create_engine`` to the first answer), each with a fresh pool.
 
-Worker pids come from ``mpsqlite.pool_status()``; memory is ``VmRSS`` from
+mpsqlite starts no worker process until a read proves GIL-heavy (it returned at least
+``HEAVY_ROWS`` rows through fetchall/fetchmany), and such a read runs on a worker only from its
+next execution on. So the figures report how many workers ran after cheap point reads alone
+(``workers_after_point_reads``: none is expected), then force workers: a heavy read is run once
+to be judged, then started on ``STARTUP_WORKERS`` connections at once, each keeping its
+unfinished result (and so its worker) until all have started. Worker memory and CPU are those
+workers'. Worker pids come from ``mpsqlite.pool_status()``; memory is ``VmRSS`` from
 ``/proc/<pid>/status`` and CPU is ``utime + stime`` from ``/proc/<pid>/stat`` (Linux only).
 """
 
@@ -20,6 +26,12 @@ from . import data, sides
 from .runner import Context, log, run_threads
 
 STARTUP_WORKERS = 2
+#: Rows a read must return to be judged heavy (mpsqlite._offload.HEAVY_ROWS).
+HEAVY_ROWS = 1000
+#: Rows of the read that forces workers: above what a worker sends in its first reply
+#: (1024 rows), so that an unfinished result keeps its worker leased.
+FORCE_ROWS = 2048
+_FORCE_SQL = "select * from t where id <= ?"
 
 
 def rss_kb(pid: int) -> int | None:
@@ -47,8 +59,8 @@ def cpu_seconds(pid: int) -> float | None:
 def _startup_ms(side: str, path: Path, reps: int, in_transaction: bool) -> tuple[float, float]:
     """(first, median) milliseconds from connect to the first query's answer.
 
-    mpsqlite may answer a cheap read outside a transaction in the calling thread; a query in
-    an explicit transaction always goes to a worker, so ``in_transaction`` times the pool.
+    ``in_transaction`` sends an explicit BEGIN first; in mpsqlite that takes the writer gate
+    (its read still runs in this process, as every cheap read does).
     """
     times = []
     for _ in range(reps):
@@ -84,6 +96,29 @@ def _worker_pids() -> list[int]:
     return [w["pid"] for pool in mpsqlite.pool_status() for w in pool["workers"]]
 
 
+def _force_workers(conns: list[Any], rows: int) -> int:
+    """Start ``min(len(conns), STARTUP_WORKERS)`` workers with a heavy read; return how
+    many reads went to a worker (``offloaded_statements`` grew by that much)."""
+    import mpsqlite
+
+    def offloaded() -> int:
+        return sum(p["offloaded_statements"] for p in mpsqlite.pool_status())
+
+    n = min(rows, FORCE_ROWS)
+    if len(conns[0].execute(_FORCE_SQL, (n,)).fetchall()) < HEAVY_ROWS:
+        return 0  # the table is too small for a read mpsqlite would offload
+    before = offloaded()
+    cursors = []
+    for conn in conns[:STARTUP_WORKERS]:
+        cur = conn.execute(_FORCE_SQL, (n,))
+        cur.fetchone()  # the rest stays in the worker, which stays leased
+        cursors.append(cur)
+    for cur in cursors:
+        if len(cur.fetchall()) != n - 1:
+            raise RuntimeError("a heavy read returned the wrong number of rows")
+    return offloaded() - before
+
+
 def run(ctx: Context) -> dict[str, Any]:
     """Start-up (both sides) and, for mpsqlite, worker memory and idle CPU."""
     m = ctx.mode
@@ -105,10 +140,15 @@ def run(ctx: Context) -> dict[str, Any]:
     threads = max(m.threads)
     conns = [sides.connect(sides.MP, path, STARTUP_WORKERS) for _ in range(threads)]
     try:
-        # A short burst from every thread so each worker has started and opened the file.
+        # Cheap point reads from every thread: they all run in this process.
         run_threads(lambda i: _point_op(conns[i]), threads, 0.2)
+        out["workers_after_point_reads"] = len(_worker_pids())
+        out["heavy_reads_offloaded"] = _force_workers(conns, m.rows)
         time.sleep(0.3)
         pids = _worker_pids()
+        if not pids:
+            out["workers_note"] = ("no workers: no read was heavy enough to offload, every "
+                                   "statement ran in this process")
         idle = [rss_kb(p) or 0 for p in pids]
         cpu0 = [cpu_seconds(p) or 0.0 for p in pids]
         idle_wait = min(1.0, max(m.duration, 0.2))

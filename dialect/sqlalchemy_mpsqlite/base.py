@@ -1,9 +1,10 @@
-r"""SQLAlchemy dialect for mpsqlite: SQLite with statements run in worker processes.
+r"""SQLAlchemy dialect for mpsqlite: SQLite with a writer queue, group commit and offload.
 
 DBAPI
 -----
-``mpsqlite`` (this distribution), a DB-API 2.0 drop-in for ``sqlite3`` whose
-connections run each statement in a pool of worker processes.
+``mpsqlite`` (this distribution), a DB-API 2.0 drop-in for ``sqlite3``: each
+connection is one real SQLite connection, with a FIFO writer gate per file,
+group commit, and GIL-heavy reads offloaded to worker processes.
 
 Connecting
 ----------
@@ -11,7 +12,7 @@ Connect String::
 
     sqlite+mpsqlite:///relative/path/app.db?workers=4
     sqlite+mpsqlite:////absolute/path/app.db
-    sqlite+mpsqlite://                 (":memory:", one private worker per connection)
+    sqlite+mpsqlite://                 (":memory:": plain sqlite3, one database per connection)
 
 Everything else is SQLAlchemy's own SQLite dialect: this is a thin subclass of
 ``SQLiteDialect_pysqlite`` that reuses its types, DDL, reflection and SQL
@@ -26,10 +27,11 @@ URL query options and ``create_engine(connect_args={...})`` go to
 :class:`sqlalchemy.exc.ArgumentError` naming the option (the stock pysqlite
 dialect only warns).  In the URL:
 
-* ``workers=N`` -- worker processes in the pool (default: one per core).
+* ``workers=N`` -- most worker processes for offloaded reads (default: one per core).
 * ``timeout``, ``detect_types``, ``cached_statements``, ``check_same_thread``,
   ``uri`` -- as for ``sqlite3.connect``, plus any other keyword option that
   ``mpsqlite.connect()`` declares, coerced to the type of its default.
+  ``check_same_thread`` defaults to False for file databases, as with pysqlite.
 * ``begin=write|deferred|immediate|exclusive|driver`` -- when BEGIN is sent (below);
   also accepted as ``create_engine(url, begin=...)``.
 * With ``uri=true``, SQLite's URI parameters (``mode``, ``cache``, ``vfs``,
@@ -49,70 +51,44 @@ dialect switches it off and emits BEGIN itself, lazily; ``begin=`` says when:
 * ``begin=write`` (**the default**): right before the first statement of a
   SQLAlchemy transaction that is not a plain read -- INSERT/UPDATE/DELETE, DDL,
   SAVEPOINT.  Reads before it run outside the transaction, exactly as with the
-  stock ``sqlite://`` dialect, which in mpsqlite means in parallel on any worker
-  (cheap ones in the calling thread).  From that statement to commit or
-  rollback everything is one SQLite transaction on one worker, holding the
-  pool's writer slot: reads see the transaction's own writes, SAVEPOINT
-  (``begin_nested()``) and DDL are transactional, and a read-then-write
-  transaction never fails to upgrade its lock (its reads were not in it).
+  stock ``sqlite://`` dialect.  From that statement to commit or rollback
+  everything is one SQLite transaction inside the file's writer gate: reads see
+  the transaction's own writes, SAVEPOINT (``begin_nested()``) and DDL are
+  transactional, and a read-then-write transaction never fails to upgrade its
+  lock (its reads were not in it).
 * ``begin=deferred``: right before the first statement, whatever it is.  A
-  ``Session`` is then one SQLite transaction on one worker from its first
-  statement, its reads all from one snapshot.  mpsqlite treats an explicit
-  BEGIN as a write transaction, so such transactions run one at a time: choose
-  it for strict snapshot semantics, not for read-heavy concurrency.
+  ``Session`` is then one SQLite transaction from its first statement, its
+  reads all from one snapshot.  As in sqlite3, a deferred transaction takes the
+  writer gate at its first write; one that read first can fail with
+  ``database is locked`` if another connection committed in between.
 * ``begin=immediate`` / ``exclusive``: as ``deferred``, with ``BEGIN
-  IMMEDIATE`` (``EXCLUSIVE``).
+  IMMEDIATE`` (``EXCLUSIVE``), which takes the writer gate at once: such
+  transactions queue, one at a time, and never fail to upgrade.
 * ``begin=driver``: the stock pysqlite behaviour (the driver's implicit BEGIN
   before DML only), with its SAVEPOINT pitfall.
 
-BEGIN never goes out at ``Connection.begin()`` itself, so a transaction that
-has executed nothing holds no worker.  Statements sent on the raw DBAPI
-connection (``conn.connection.cursor()``) bypass the dialect and do not
-trigger the pending BEGIN; a transaction whose first statement is a BEGIN of
+BEGIN never goes out at ``Connection.begin()`` itself.  Statements sent on the
+raw DBAPI connection (``conn.connection.cursor()``) bypass the dialect and do
+not trigger the pending BEGIN; a transaction whose first statement is a BEGIN of
 its own (``conn.exec_driver_sql("BEGIN IMMEDIATE")``) uses that one instead.
 
 Isolation levels: ``SERIALIZABLE`` (default), ``READ UNCOMMITTED`` and
 ``AUTOCOMMIT``, e.g. ``create_engine(url, isolation_level="AUTOCOMMIT")`` or
 ``conn.execution_options(isolation_level="AUTOCOMMIT")``.  Under AUTOCOMMIT no
-BEGIN is sent and every statement may run on any worker.  ``READ UNCOMMITTED``
-is accepted but behaves as ``SERIALIZABLE``: it only has an effect with SQLite's
-shared cache, which cannot span worker processes.  The level is kept by the
-dialect rather than sent as ``PRAGMA read_uncommitted``, which mpsqlite would
-apply to the whole pool, i.e. to every other connection as well.
-
-TEMP tables and views belong to one worker's SQLite connection: use them
-within one transaction.  A later transaction may run on another worker.
+BEGIN is sent.  The level is kept by the dialect rather than sent as a PRAGMA.
 
 Pooling
 -------
-An mpsqlite connection is a cheap handle over a process pool that all handles
-for the same database share; the handle itself carries transaction state
-(which worker it is pinned to).  So:
-
-* file databases use :class:`~sqlalchemy.pool.QueuePool`: each checked-out
-  SQLAlchemy connection needs a handle of its own (one transaction each), and
-  reusing handles avoids re-running the on-connect setup, which registers the
-  ``regexp``/``floor`` SQL functions in *every* worker.  ``rollback()`` on
-  check-in costs no round trip when no transaction is open.  ``NullPool`` would
-  pay that setup on every checkout; ``StaticPool`` would let threads share one
-  transaction; ``SingletonThreadPool`` is meant for drivers whose connections
-  cannot cross threads, which mpsqlite's can.  More threads than ``workers``
-  can hold connections; their transactions queue for a worker inside mpsqlite.
-* ``:memory:`` uses :class:`~sqlalchemy.pool.SingletonThreadPool`, as stock
-  pysqlite does: each mpsqlite ``:memory:`` connection is its own database in
-  a private worker.  Pass ``poolclass=StaticPool`` to share one across threads.
+File databases use :class:`~sqlalchemy.pool.QueuePool` and ``:memory:`` uses
+:class:`~sqlalchemy.pool.SingletonThreadPool`, as stock pysqlite does.  A
+checked-out connection's ``regexp``/``floor`` functions are registered once, at
+connect; a worker standing in for the connection replays them.
 
 A worker that dies (killed, crashed) makes mpsqlite raise ``OperationalError``
 mentioning that the worker process died; :meth:`MPSQLiteDialect.is_disconnect`
 recognises it, so SQLAlchemy invalidates the pool and the next checkout gets a
-fresh handle (``pool_pre_ping=True`` also works).
-
-Binary and user functions
--------------------------
-Parameters cross a process boundary: ``memoryview`` values (the stock dialect's
-``LargeBinary`` parameters) are sent as ``bytes`` by mpsqlite, and functions given
-to ``create_function`` are pickled with cloudpickle and registered in every
-worker.  The dialect's own ``regexp`` and ``floor`` functions are module-level.
+fresh connection (``pool_pre_ping=True`` also works).  Workers only read, so
+nothing was lost.
 """
 
 from __future__ import annotations
@@ -127,7 +103,7 @@ from urllib.parse import urlencode
 from sqlalchemy import exc, pool
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-from mpsqlite.classify import Kind, classify
+from mpsqlite._sql import Kind, kind
 
 from . import _options, functions
 
@@ -224,6 +200,10 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
                 filename += "?" + urlencode(sorted(uri_params.items()))
         elif filename != ":memory:":
             filename = os.path.abspath(filename)
+        if filename != ":memory:":
+            # As the stock pysqlite dialect: a file database's QueuePool hands
+            # connections from thread to thread.
+            driver.setdefault("check_same_thread", False)
         return ([filename], driver)
 
     def connect(self, *cargs: Any, **cparams: Any) -> DBAPIConnection:
@@ -272,7 +252,7 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
         """Arrange for BEGIN before the transaction's first statement (see module docs).
 
         Deferring it to the first statement means an idle ``Connection.begin()``
-        holds no worker, so a thread may open a second connection meanwhile.
+        holds nothing (no writer gate), so a thread may open a second connection meanwhile.
         """
         if self.begin_mode == "driver" or self.detect_autocommit_setting(dbapi_connection):
             return
@@ -282,7 +262,7 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
         if self._pending_begin:
             conn = cursor.connection
             if conn in self._pending_begin:
-                if self.begin_mode == "write" and classify(statement) is Kind.READ:
+                if self.begin_mode == "write" and kind(statement) is Kind.READ:
                     return  # reads before the first write stay outside the transaction
                 self._pending_begin.discard(conn)
                 # a BEGIN of the caller's own (e.g. "BEGIN IMMEDIATE") replaces ours
@@ -310,17 +290,6 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
     def do_rollback(self, dbapi_connection: Any) -> None:
         self._pending_begin.discard(_raw(dbapi_connection))
         super().do_rollback(dbapi_connection)
-
-    def _get_table_pragma(
-        self, connection: Any, pragma: str, table_name: str, schema: str | None = None
-    ) -> Any:
-        # A reflection PRAGMA such as foreign_key_list answers from the SQLite
-        # connection's cached schema without checking it is current, and a worker
-        # that has not read since another worker's DDL still has the old schema;
-        # reading sqlite_master (same transaction, hence same worker) reloads it.
-        quoted = self.identifier_preparer.quote_identifier(schema or "main")
-        connection.exec_driver_sql(f"SELECT 1 FROM {quoted}.sqlite_master LIMIT 0").close()
-        return super()._get_table_pragma(connection, pragma, table_name, schema=schema)
 
     def is_disconnect(self, e: Exception, connection: Any, cursor: Any) -> bool:
         """Recognise a dead worker process and a closed connection."""

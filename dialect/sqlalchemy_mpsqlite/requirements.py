@@ -50,21 +50,6 @@ def _explicit_begin(config: Any) -> bool:
     return getattr(config.db.dialect, "begin_mode", "driver") != "driver"
 
 
-def _temp_objects_persist(config: Any) -> bool:
-    """True when TEMP tables/views stay visible from one transaction to the next.
-
-    A TEMP object belongs to one SQLite connection.  mpsqlite keeps a
-    transaction on one worker process, but the next transaction may run on
-    another worker, whose SQLite connection has no such object; so this holds
-    for mpsqlite only with a single worker.
-    """
-    if config.db.driver != "mpsqlite":
-        return True
-    with config.db.connect() as conn:
-        return conn.connection.dbapi_connection.pool_status()["size"] == 1
-
-
-_TEMP = "TEMP objects live in one worker's SQLite connection (mpsqlite with workers > 1)"
 _NO_FETCH = "SQLite has LIMIT/OFFSET only, no FETCH FIRST"
 _NO_COMMENTS = "SQLite has no table or column comments"
 _NO_UNION_PARENS = "SQLite rejects a parenthesized SELECT as a UNION member"
@@ -80,7 +65,7 @@ class Requirements(SuiteRequirements):
     views = unicode_ddl = indexes_with_expressions = nvarchar_types = _supported()
     uuid_data_type = _supported()
     computed_columns = computed_columns_stored = computed_columns_virtual = _since(3, 31)
-    temporary_tables = temporary_views = _only_if(_temp_objects_persist, _TEMP)
+    temporary_tables = temporary_views = _supported()
     identity_columns = _unsupported(
         "SQLite has no IDENTITY columns (INTEGER PRIMARY KEY is the rowid)"
     )
@@ -99,8 +84,7 @@ class Requirements(SuiteRequirements):
     check_constraint_reflection = inline_check_constraint_reflection = _supported()
     computed_columns_reflect_persisted = _since(3, 31)
     indexes_check_column_order = repeated_column_foreign_keys = _supported()
-    temp_table_names = has_temp_table = _only_if(_temp_objects_persist, _TEMP)
-    temp_table_reflection = _only_if(_temp_objects_persist, _TEMP)
+    temp_table_names = has_temp_table = temp_table_reflection = _supported()
     implicitly_named_constraints = _unsupported("SQLite does not name unnamed constraints")
     comment_reflection = comment_reflection_full_unicode = _unsupported(_NO_COMMENTS)
     temp_table_comment_reflection = _unsupported(_NO_COMMENTS)

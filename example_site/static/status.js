@@ -1,42 +1,20 @@
-// Refreshes the /status page in place from /api/status once a second.
+// Reloads the numbers of the /status page in place once a second. The page itself is
+// fetched again and its live parts swapped in, so the numbers are always rendered by the
+// same template as the first time.
 (function () {
   "use strict";
-  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
-  const num = (n) => Number(n).toLocaleString("en-US");
-  const set = (id, v) => { const el = document.getElementById(id); if (el) el.textContent = v; };
-
-  function poolHtml(p) {
-    const total = p.workers.reduce((a, w) => a + w.statements, 0);
-    const rows = p.workers.map((w) =>
-      `<tr><td>${w.pid}</td><td><span class="state ${esc(w.state)}">${esc(w.state)}</span></td>` +
-      `<td class="num">${num(w.statements)}</td><td class="num">${w.errors}</td>` +
-      `<td class="barcell"><span class="bar"><span style="width: ${total ? 100 * w.statements / total : 0}%"></span></span></td></tr>`).join("");
-    return `<section class="card pool"><h2>Pool <code>${esc(p.database)}</code></h2><div class="poolstats">` +
-      `<span><b>${p.size}</b> workers</span><span><b class="busy">${p.busy}</b> busy</span>` +
-      `<span><b>${p.idle}</b> idle</span><span><b>${p.waiting}</b> waiting</span>` +
-      `<span>writer <b>${p.writer_busy ? "busy" : "free"}</b>, <b>${p.writer_waiting}</b> queued</span>` +
-      `<span><b>${num(p.statements)}</b> statements</span><span><b>${num(p.errors)}</b> errors</span>` +
-      `<span><b>${p.restarts}</b> restarts</span></div>` +
-      `<table class="list compact workers"><thead><tr><th>PID</th><th>State</th><th class="num">Statements</th>` +
-      `<th class="num">Errors</th><th>Share</th></tr></thead><tbody>${rows}</tbody></table></section>`;
-  }
+  const LIVE = ["req-total", "req-inflight", "req-errors", "threads", "uptime", "sa-pool", "pools"];
 
   async function refresh() {
     const live = document.getElementById("live");
     try {
-      const res = await fetch("/api/status", {cache: "no-store"});
-      const s = await res.json();
-      set("req-total", num(s.requests.total));
-      set("req-inflight", s.requests.in_flight);
-      set("req-errors", num(s.requests.errors));
-      set("threads", s.server.threads);
-      set("uptime", s.server.uptime_s);
-      set("sa-pool", s.sqlalchemy_pool);
-      if (s.uses_mpsqlite) {
-        const err = s.pool_error ? `<div class="alert">${esc(s.pool_error)}</div>` : "";
-        const pools = s.pools.length ? s.pools.map(poolHtml).join("")
-          : '<section class="card"><p class="muted">No live mpsqlite pool in this process yet.</p></section>';
-        document.getElementById("pools").innerHTML = err + pools;
+      const res = await fetch("/status", {cache: "no-store"});
+      if (!res.ok) throw new Error(res.status);
+      const fresh = new DOMParser().parseFromString(await res.text(), "text/html");
+      for (const id of LIVE) {
+        const now = document.getElementById(id);
+        const next = fresh.getElementById(id);
+        if (now && next) now.innerHTML = next.innerHTML;
       }
       live.classList.remove("stale");
     } catch (e) {

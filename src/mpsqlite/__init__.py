@@ -1,64 +1,54 @@
 """mpsqlite: SQLite for multithreaded Python, on every core.
 
-A DB-API 2.0 (PEP 249) drop-in for :mod:`sqlite3` whose connections run each
-statement in a pool of worker processes, each holding its own real SQLite
-connection. Threads may share connections; reads outside a transaction run
-in parallel on any worker; a transaction stays on one worker; writers queue
-for their turn instead of failing with ``database is locked``::
+A DB-API 2.0 (PEP 249) drop-in for :mod:`sqlite3`: each connection is one
+real SQLite connection in the calling process, opened as ``sqlite3.connect``
+opens it, and :class:`Connection` and :class:`Cursor` are subclasses of
+sqlite3's own. On a database file mpsqlite adds a FIFO writer gate (writers
+queue instead of failing with ``database is locked``), group commit (durable
+commits share fsyncs) and offload (reads that prove GIL-heavy run on worker
+processes)::
 
     import mpsqlite
 
-    con = mpsqlite.connect("app.db", workers=4)
+    con = mpsqlite.connect("app.db")
     con.execute("create table if not exists item(id integer primary key, name text)")
     with con:
         con.execute("insert into item(name) values (?)", ("spam",))
     print(con.execute("select * from item").fetchall())
 
-The exceptions are sqlite3's own classes, so ``except sqlite3.Error`` keeps
-working. Functions, aggregates and collations registered on a connection are
-installed in every worker of its pool (pool-wide), as are connection-level
-pragmas such as ``PRAGMA foreign_keys = ON``.
+Everything else (exceptions, ``Row``, adapters, converters, ``Blob``) is
+sqlite3's own object, so ``except sqlite3.Error`` and ``isinstance(con,
+sqlite3.Connection)`` keep working.
 """
 
 from __future__ import annotations
 
+import inspect
 import sqlite3 as _sqlite3
+import warnings
 from typing import Any
 
-from .connection import Connection
+from ._database import pool_status, shutdown
+from ._driver import DriverConnection
+from ._workers import WorkerDied
+from .connection import LEGACY_TRANSACTION_CONTROL, Connection
 from .cursor import Cursor
-from .dbapi import (
-    BINARY,
-    DATETIME,
-    NUMBER,
-    ROWID,
-    STRING,
-    Binary,
-    Date,
-    DateFromTicks,
-    Time,
-    TimeFromTicks,
-    Timestamp,
-    TimestampFromTicks,
-)
-from .registry import pool_status, register_converter, shutdown
-from .row import Row
-from .settings import LEGACY_TRANSACTION_CONTROL
+from .dbapi import BINARY, DATETIME, NUMBER, ROWID, STRING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# sqlite3's module attributes are mpsqlite's: the same objects, not copies.
+for _name in dir(_sqlite3):
+    if not _name.startswith("_") and _name not in ("connect", "Connection", "Cursor"):
+        globals()[_name] = getattr(_sqlite3, _name)
+del _name
 
 apilevel = "2.0"
-# Threads may share the module and connections, not cursors.
-threadsafety = 2
+threadsafety = _sqlite3.threadsafety
 paramstyle = "qmark"
-
-version = __version__
-version_info = tuple(int(x) for x in __version__.split("."))
-sqlite_version = _sqlite3.sqlite_version
-sqlite_version_info = _sqlite3.sqlite_version_info
-
-Warning = _sqlite3.Warning
+Row = _sqlite3.Row
 Error = _sqlite3.Error
+Warning = _sqlite3.Warning
 InterfaceError = _sqlite3.InterfaceError
 DatabaseError = _sqlite3.DatabaseError
 DataError = _sqlite3.DataError
@@ -67,85 +57,71 @@ IntegrityError = _sqlite3.IntegrityError
 InternalError = _sqlite3.InternalError
 ProgrammingError = _sqlite3.ProgrammingError
 NotSupportedError = _sqlite3.NotSupportedError
-
-PrepareProtocol = _sqlite3.PrepareProtocol
-PARSE_DECLTYPES = _sqlite3.PARSE_DECLTYPES
-PARSE_COLNAMES = _sqlite3.PARSE_COLNAMES
+register_adapter = _sqlite3.register_adapter
+register_converter = _sqlite3.register_converter
 adapters = _sqlite3.adapters
 converters = _sqlite3.converters
-register_adapter = _sqlite3.register_adapter
+PARSE_DECLTYPES = _sqlite3.PARSE_DECLTYPES
+PARSE_COLNAMES = _sqlite3.PARSE_COLNAMES
 complete_statement = _sqlite3.complete_statement
-enable_callback_tracebacks = _sqlite3.enable_callback_tracebacks
 
 
 def __getattr__(name: str) -> Any:
-    """sqlite3's numeric constants (SQLITE_*) are mpsqlite's too."""
-    if name.startswith("SQLITE_") and hasattr(_sqlite3, name):
-        return getattr(_sqlite3, name)
-    raise AttributeError(f"module 'mpsqlite' has no attribute {name!r}")
+    """What sqlite3 serves lazily (deprecated names, SQLITE_* constants) mpsqlite serves too."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = getattr(_sqlite3, name)
+        except AttributeError:
+            raise AttributeError(f"module 'mpsqlite' has no attribute {name!r}") from None
+    for warning in caught:  # a deprecation names the caller's line, not ours
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    return value
 
 
-def connect(
-    database: Any,
-    timeout: float = 5.0,
-    detect_types: int = 0,
-    isolation_level: str | None = "",
-    check_same_thread: bool = False,
-    factory: type[Connection] | None = None,
-    cached_statements: int = 128,
-    uri: bool = False,
-    *,
-    autocommit: bool | int = LEGACY_TRANSACTION_CONTROL,
-    workers: int | None = None,
-    wal: bool = True,
-    max_write_seconds: float | None = 30.0,
-    local_reads: bool = True,
-    group_commit: bool = True,
-    driver: str = "sqlite3",
-    driver_kwargs: dict[str, Any] | None = None,
-) -> Connection:
-    """Open a connection, as :func:`sqlite3.connect`, backed by a worker pool.
+def connect(database: Any, *args: Any, **kwargs: Any) -> Any:
+    """Open a connection, as :func:`sqlite3.connect`, with mpsqlite's additions.
 
-    Extra keyword arguments: ``workers`` (pool size, default one per core;
-    private databases such as ``:memory:`` always get one), ``wal`` (switch a
-    file database to WAL mode, default on), ``max_write_seconds`` (an idle
-    transaction holding the writer slot longer than this is rolled back when
-    another writer waits; None disables), ``local_reads`` (let cheap reads
-    outside a transaction run in the calling thread on a read-only connection,
-    see :mod:`mpsqlite.local`; default on), ``group_commit`` (durable commits
-    share fsyncs, see :mod:`mpsqlite.durability`; default on), ``driver``/``driver_kwargs`` (the
-    DB-API module the workers use, default ``sqlite3``).
-    ``check_same_thread`` defaults to False: sharing is the point.
+    Keyword options beyond sqlite3's: ``workers`` (most worker processes for
+    this database, default one per core), ``wal`` (switch a file database to
+    WAL, default on), ``group_commit`` (durable commits share fsyncs, default
+    on), ``offload`` (GIL-heavy reads may run on workers, default on),
+    ``max_write_seconds`` (a transaction idle in the writer gate longer than
+    this while others wait is rolled back; default 30, None disables), and
+    ``driver``/``driver_kwargs`` (another DB-API module, see
+    :class:`mpsqlite.DriverConnection`). ``autocommit`` as sqlite3 (3.12+).
+
+    As sqlite3 does, the arguments go to ``factory`` (default
+    :class:`Connection`) exactly as given, ``factory`` among them.
     """
-    cls = factory or Connection
-    return cls(
-        database,
-        timeout,
-        detect_types,
-        isolation_level,
-        check_same_thread,
-        None,
-        cached_statements,
-        uri,
-        autocommit=autocommit,
-        workers=workers,
-        wal=wal,
-        max_write_seconds=max_write_seconds,
-        local_reads=local_reads,
-        group_commit=group_commit,
-        driver=driver,
-        driver_kwargs=driver_kwargs,
-    )
+    driver = kwargs.pop("driver", "sqlite3")
+    if driver != "sqlite3":
+        return DriverConnection(database, driver, **kwargs)
+    kwargs.pop("driver_kwargs", None)
+    factory = args[4] if len(args) > 4 else kwargs.get("factory")
+    return (factory or Connection)(database, *args, **kwargs)
 
+
+def _connect_signature() -> inspect.Signature:
+    params = list(inspect.signature(Connection.__init__).parameters.values())[1:]
+    params += [
+        inspect.Parameter("driver", inspect.Parameter.KEYWORD_ONLY, default="sqlite3",
+                          annotation="str"),
+        inspect.Parameter("driver_kwargs", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation="dict[str, Any] | None"),
+    ]
+    return inspect.Signature(params)
+
+
+connect.__signature__ = _connect_signature()  # type: ignore[attr-defined]
 
 __all__ = [
-    "BINARY", "DATETIME", "NUMBER", "ROWID", "STRING", "Binary", "Connection", "Cursor",
-    "DataError", "DatabaseError", "Date", "DateFromTicks", "Error", "IntegrityError",
-    "InterfaceError", "InternalError", "LEGACY_TRANSACTION_CONTROL", "NotSupportedError",
-    "OperationalError", "PARSE_COLNAMES", "PARSE_DECLTYPES", "PrepareProtocol",
-    "ProgrammingError", "Row", "Time", "TimeFromTicks", "Timestamp", "TimestampFromTicks",
-    "Warning", "adapters", "apilevel", "complete_statement", "connect", "converters",
-    "enable_callback_tracebacks", "paramstyle", "pool_status", "register_adapter",
-    "register_converter", "shutdown", "sqlite_version", "sqlite_version_info",
-    "threadsafety", "version", "version_info",
+    "BINARY", "DATETIME", "NUMBER", "ROWID", "STRING", "Connection", "Cursor",
+    "DriverConnection", "LEGACY_TRANSACTION_CONTROL", "Row", "WorkerDied", "connect",
+    "pool_status", "shutdown",
+    "Error", "Warning", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
+    "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
+    "apilevel", "threadsafety", "paramstyle",
+    "register_adapter", "register_converter", "adapters", "converters",
+    "PARSE_DECLTYPES", "PARSE_COLNAMES", "complete_statement",
 ]

@@ -1,62 +1,81 @@
-"""The DB-API connection: sqlite3's transaction rules over a pool of workers.
+"""The connection: one real SQLite connection in the calling process, as sqlite3 opens it.
 
-A connection is a cheap view of its database's pool. Outside a transaction a
-read runs on any idle worker, so threads sharing a connection read in
-parallel. A statement that may write first takes the pool's writer gate;
-if it leaves a transaction open (sqlite3's implicit BEGIN before DML, an
-explicit BEGIN), the connection keeps that worker and the gate until COMMIT
-or ROLLBACK, so the whole transaction runs on one worker.
+:class:`Connection` is a subclass of :class:`sqlite3.Connection`, so every
+statement runs in sqlite3's own code, on this connection, with sqlite3's
+transaction rules. On a database file mpsqlite adds three things:
+
+- a FIFO **writer gate** per file (by device and inode), taken before a write
+  transaction begins, so writers queue instead of failing with
+  ``database is locked``;
+- **group commit**: the connection runs at ``synchronous=NORMAL`` in WAL mode
+  and a durable ``commit()`` returns after an fsync of the WAL that covers it,
+  shared with concurrent commits (:mod:`mpsqlite._durability`);
+- **offload**: a read that proves GIL-heavy runs on a worker process holding an
+  equivalent connection (:mod:`mpsqlite._offload`).
+
+``:memory:`` and other private databases get none of these: they are sqlite3.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import pickle
 import sqlite3
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import protocol as p
-from .adapt import adapt_many, adapt_params
-from .admin import WholeDatabaseMixin
-from .callbacks import CallbacksMixin
-from .classify import (
-    Kind,
-    attached_schema,
-    classify,
-    creates_temp,
-    first_word,
-    is_dml,
-    pragma_assignment,
-)
+from . import _sql
+from ._database import Database, registry
+from ._sql import Kind
 from .cursor import Cursor
-from .pool import WorkerDied, WorkerHandle
-from .registry import dumps_callable, get_pool, put_pool
-from .settings import LEGACY_TRANSACTION_CONTROL, PoolSettings
 
-_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
-# sqlite3 checks the thread and the open state when isolation_level is set from 3.11 on.
-_CHECKED_ISOLATION_SETTER = sys.version_info >= (3, 11)
-_SYNC_DESCRIPTION = (("synchronous", None, None, None, None, None, None),)
-_NOTHING = (None, -1, None, [], False, False, 0)  # the reply of a statement with no result
+LEGACY_TRANSACTION_CONTROL: int = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
+_HAS_AUTOCOMMIT = sys.version_info >= (3, 12)
+_UNSET: Any = object()
+_ids = itertools.count(1)
+
+_base = sqlite3.Connection
+_base_cursor = sqlite3.Connection.cursor
+_base_commit = sqlite3.Connection.commit
+_base_rollback = sqlite3.Connection.rollback
+_base_close = sqlite3.Connection.close
+_base_isolation = sqlite3.Connection.isolation_level
+_base_autocommit = getattr(sqlite3.Connection, "autocommit", None)
+_base_del = getattr(sqlite3.Connection, "__del__", None)
+_exec = sqlite3.Connection.execute  # for the connection's own setup statements only
 
 
-class Connection(CallbacksMixin, WholeDatabaseMixin):
-    """A PEP 249 connection with sqlite3's API; statements run in worker processes."""
+def _file_state(con: sqlite3.Connection) -> tuple[str, str, int]:
+    """The main database's absolute path ('' for a private database), journal mode and
+    synchronous level, in one statement."""
+    text_factory, con.text_factory = con.text_factory, bytes  # the path may not be UTF-8
+    try:
+        path, mode, level = _exec(
+            con,
+            "SELECT (SELECT file FROM pragma_database_list WHERE name = 'main'), "
+            "(SELECT journal_mode FROM pragma_journal_mode), "
+            "(SELECT synchronous FROM pragma_synchronous)",
+        ).fetchone()
+    finally:
+        con.text_factory = text_factory
+    return (os.fsdecode(path) if path else ""), (mode or b"").decode(), level
 
-    Warning = sqlite3.Warning
-    Error = sqlite3.Error
-    InterfaceError = sqlite3.InterfaceError
-    DatabaseError = sqlite3.DatabaseError
-    DataError = sqlite3.DataError
-    OperationalError = sqlite3.OperationalError
-    IntegrityError = sqlite3.IntegrityError
-    InternalError = sqlite3.InternalError
-    ProgrammingError = sqlite3.ProgrammingError
-    NotSupportedError = sqlite3.NotSupportedError
-    _is_mpsqlite_connection = True
+
+def _shippable(obj: Any) -> bytes:
+    """Pickle a replay entry for a worker: module-level callables by reference,
+    lambdas, closures and what ``__main__`` defines by value (cloudpickle)."""
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+class Connection(sqlite3.Connection):
+    """A sqlite3 connection with a writer gate, group commit and offload (module docstring)."""
+
+    _db: Database | None = None
 
     def __init__(
         self,
@@ -64,448 +83,276 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
         timeout: float = 5.0,
         detect_types: int = 0,
         isolation_level: str | None = "",
-        check_same_thread: bool = False,
+        check_same_thread: bool = True,
         factory: Any = None,
         cached_statements: int = 128,
         uri: bool = False,
         *,
-        autocommit: bool | int = LEGACY_TRANSACTION_CONTROL,
+        autocommit: Any = _UNSET,
         workers: int | None = None,
         wal: bool = True,
-        max_write_seconds: float | None = 30.0,
-        local_reads: bool = True,
         group_commit: bool = True,
-        driver: str = "sqlite3",
-        driver_kwargs: dict[str, Any] | None = None,
+        offload: bool = True,
+        max_write_seconds: float | None = 30.0,
     ) -> None:
-        settings = PoolSettings.build(
-            database, timeout, detect_types, cached_statements, uri, workers, wal,
-            max_write_seconds, local_reads, group_commit, driver, driver_kwargs,
-        )
+        if workers is not None and (type(workers) is not int or workers < 1):
+            raise ValueError(f"workers must be a positive integer, not {workers!r}")
+        if max_write_seconds is not None and not max_write_seconds > 0:
+            raise ValueError(f"max_write_seconds must be positive or None, not "
+                             f"{max_write_seconds!r}")
+        if autocommit is not _UNSET and not _HAS_AUTOCOMMIT:
+            raise TypeError("'autocommit' is an invalid keyword argument for Connection()")
+        if self._db is not None:  # __init__ called again on an open connection
+            self._release()
+        super().__init__(database, timeout, detect_types, isolation_level, check_same_thread,
+                         _base, cached_statements, uri)
+        self._key = next(_ids)
         self._timeout = float(timeout)
-        self._lock = threading.RLock()
-        self._txn: WorkerHandle | None = None
+        self._detect_types = detect_types
+        self._same_thread = bool(check_same_thread)
+        self._max_write = max_write_seconds
+        self._offload = offload
+        self._gate_held = False
+        self._dirty = False  # the gated transaction has written
         self._revoked: str | None = None
-        self._closed = False
-        self._thread = threading.get_ident() if check_same_thread else None
-        self._isolation_level: str | None = None
-        self.isolation_level = isolation_level
-        self._autocommit: bool | int = LEGACY_TRANSACTION_CONTROL
-        self._set_autocommit_value(autocommit)
-        self.row_factory: Any = None
-        self._text_factory: Any = str
-        self._tf_key = 0
-        self._total_changes = 0
-        self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
-        self._pool = get_pool(settings.key, settings.make_pool)
+        self._group = False
+        self._want_group = False
+        self._sync_level = 2
+        self._op_lock = threading.RLock()
+        self._replay: dict[Any, tuple] = {}  # what a worker replays, in order made
+        self._replay_version = 0
+        self._shipped: tuple | None = None
+        self._local_only: str | None = None  # why this connection never offloads
+        self._state_ok = False  # no TEMP objects or in-memory attachments (checked lazily)
+        self._udfs: frozenset[str] = frozenset()
+        self._udf_sql: dict[str, bool] = {}
+        self._connect = (os.fsdecode(database) if isinstance(database, (bytes, os.PathLike))
+                         else database, bool(uri), float(timeout))
+        path, mode, level = _file_state(self)
+        if path:
+            self._attach_file(path, mode, level, wal, group_commit, workers)
+        if autocommit is not _UNSET:
+            self.autocommit = autocommit
 
-    # -- statement execution (called by Cursor) ---------------------------
-
-    def _execute(self, cursor: Cursor, sql: str, params: Any, many: bool) -> tuple:
-        """Run one statement; returns the reply and the worker if rows remain there."""
-        if self._closed or self._thread is not None:
-            self._check()
-        params = adapt_many(params) if many else adapt_params(params)
-        kind = classify(sql)
-        if (
-            kind is Kind.READ
-            and self._txn is None
-            and self._revoked is None
-            and self._autocommit is not False
-        ):
-            # The common case, without the connection lock: a read outside a
-            # transaction needs no state of ours.
-            local = self._pool.local
-            if self._pool.closed:
-                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-            if local is not None and not many and not local.disabled and sql not in local.heavy:
-                reply = local.run(self, sql, params, self._text_factory)
-                if reply is not None:
-                    return reply, None
-            return self._run_reader((cursor._cid, sql, params, many))
-        if kind is Kind.CONFIG:
-            return self._execute_config(cursor, sql, params)
-        if kind is Kind.SYNC_QUERY:
-            sync = self._pool.sync
-            if sync is not None:  # the workers run at NORMAL; the durability is ours
-                return (_SYNC_DESCRIPTION, -1, None, [(sync.level,)], False, False, 0), None
-            kind = Kind.READ
-        return self._execute_locked((cursor._cid, sql, params, many), kind)
-
-    def _execute_config(self, cursor: Cursor, sql: str, params: Any) -> tuple:
-        """A pool-wide setting: run it here once, then record it for every worker.
-
-        The same setting made again (each new connection of an application
-        tends to) is recorded once, and not run again.
-        """
-        sql = self._pool.config_sql(sql)
-        assignment = pragma_assignment(sql)
-        schema = None if assignment else attached_schema(sql)
-        if assignment:
-            key: tuple = ("pragma", assignment[0])
-        elif schema is not None:
-            key = ("attach", schema)  # ATTACH and DETACH of one name replace each other
-        else:
-            key = ("sql", sql)
-        entry = (p.SETUP_SQL, None, sql if params is None else (sql, params))
-        if params is None and self._pool.is_current(key, entry):
-            return _NOTHING, None
-        result = self._execute_locked((cursor._cid, sql, params, False), Kind.READ)
-        self._pool.add_setup(entry, key)
-        return result
-
-    def _execute_locked(self, args: tuple, kind: Kind) -> tuple:
-        sql = args[1]
-        if kind is Kind.WRITE and self._pool.local is not None and creates_temp(sql):
-            # TEMP objects exist in one worker's connection, never in the
-            # caller's read-only ones: from now on every read goes to a worker.
-            self._pool.local.disabled = True
-        with self._lock:
-            if self._revoked is not None and kind is Kind.END:
-                # ROLLBACK in SQL acknowledges a lost transaction as rollback() does.
-                self._settle_revoked(rolling_back=first_word(sql) == "ROLLBACK")
-                if self._txn is None:
-                    return _NOTHING, None
-            self._raise_if_revoked()
-            if self._txn is not None:
-                return self._run_pinned(args, None)
-            begin = None
-            if self._autocommit is False:
-                begin = "BEGIN"
-            elif (
-                self._autocommit is LEGACY_TRANSACTION_CONTROL
-                and self._isolation_level is not None
-                and is_dml(sql)
-            ):
-                begin = "BEGIN " + self._isolation_level
-            if self._pool.driver != "sqlite3" and kind is not Kind.END:
-                begin = ""  # the driver opens a transaction itself; the worker notes it
-            if begin is not None or kind is Kind.WRITE or kind is Kind.BEGIN:
-                return self._run_writer(args, begin)
-        return self._run_reader(args)
-
-    def _exec(self, w: WorkerHandle, args: tuple, begin: str | None) -> tuple:
-        reply = w.exchange(
-            p.OP_EXEC, *args, begin, self._tf_key, p.FIRST_ROWS, owner=self
-        )
-        self._total_changes += reply[6]
-        return reply
-
-    def _run_reader(self, args: tuple) -> tuple:
-        pool = self._pool
-        w = pool.acquire(self._timeout, self._own_workers)
+    def _attach_file(self, path: str, mode: str, level: int, wal: bool, group_commit: bool,
+                     workers: int | None) -> None:
         try:
-            reply = self._exec(w, args, None)
-        except BaseException:
-            pool.release(w)
-            raise
-        if reply[4]:
-            return reply, w
-        pool.release(w)
-        return reply, None
+            st = os.stat(path)
+        except OSError:
+            return  # not a plain file (a VFS of its own?): sqlite3 alone serves it
+        if wal and mode != "wal":
+            try:
+                mode = _exec(self, "PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.Error:
+                pass  # read-only, or locked by another process: left as it is
+        self._db = registry.acquire((st.st_dev, st.st_ino), path, workers, "sqlite3")
+        self._want_group = group_commit
+        self._sync_level = level
+        if group_commit and mode == "wal":
+            level = self._sync_level
+            if level >= 2:
+                _exec(self, "PRAGMA synchronous=NORMAL")
+                self._group = True
 
-    def _run_writer(self, args: tuple, begin: str | None) -> tuple:
-        pool = self._pool
-        pool.gate.acquire(self, self._timeout)
-        try:
-            w = pool.acquire(self._timeout, self._own_workers)
-        except BaseException:
-            pool.gate.release(self)
-            raise
-        try:
-            reply = self._exec(w, args, begin)
-        except BaseException:
-            self._settle(w, pinned=False)
-            raise
-        more = reply[4]
-        if w.in_txn:
-            self._txn = w
-            if more:
-                pool.share(w)
-            return reply, (w if more else None)
-        pool.gate.release(self)
-        self._make_durable()
-        if more:
-            return reply, w
-        pool.release(w)
-        return reply, None
+    # -- statements (called by Cursor) ---------------------------------------
 
-    def _run_pinned(self, args: tuple, begin: str | None) -> tuple:
-        w = self._txn
-        assert w is not None
-        try:
-            reply = self._exec(w, args, begin)
-        except WorkerDied:
-            self._lose(w)
-            raise
-        except BaseException:
-            self._settle(w, pinned=True)
-            raise
-        more = reply[4]
-        if more:
-            self._pool.share(w)
-        if not w.in_txn:
-            self._unpin()
-            if first_word(args[1]) != "ROLLBACK":
-                self._make_durable()
-        return reply, (w if more else None)
+    def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
+        """Run a statement that may write, inside the writer gate where it needs one."""
+        if k is Kind.SYNC_QUERY or k is Kind.SYNC_SET:
+            if self._group:
+                return self._synchronous(cursor, sql, k)
+        elif k is Kind.EMPTY:
+            return run(cursor, sql, params)
+        with self._op_lock:
+            if self._revoked is not None:
+                if k is not Kind.ROLLBACK:
+                    raise sqlite3.OperationalError(self._revoked)  # until rolled back
+                self._revoked = None
+                if not self.in_transaction:  # ROLLBACK acknowledges what was rolled back
+                    return run(cursor, "", ())
+            if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
+                    not self._gate_held):
+                self._take_gate()
+            try:
+                result = run(cursor, sql, params)
+            finally:
+                if self._gate_held:
+                    if k is Kind.WRITE:
+                        self._dirty = True
+                    self._settle(k is Kind.ROLLBACK)
+            if k is Kind.PRAGMA_SET:
+                self._record(("pragma", _sql.pragma_name(sql)), ("sql", sql, params))
+            elif k is Kind.ATTACH:
+                self._record(("attach", self._replay_version), ("sql", sql, params))
+            elif k is Kind.JOURNAL_MODE:
+                self._journal_changed()
+            if k is Kind.WRITE or k is Kind.ATTACH:
+                self._state_ok = False
+            return result
 
-    def _settle(self, w: WorkerHandle, pinned: bool) -> None:
-        """After a failed statement: keep the worker only if a transaction is open."""
-        if w.dead:
-            if pinned:
-                self._lose(w)
-            else:
-                self._pool.gate.release(self)
-                self._pool.release(w)
+    def _journal_changed(self) -> None:
+        """Group commit needs WAL: leaving it gives SQLite back the level asked for."""
+        mode = _exec(self, "PRAGMA journal_mode").fetchone()[0]
+        if self._group and mode != "wal":
+            self._group = False
+            _exec(self, f"PRAGMA synchronous={self._sync_level}")
+        elif self._want_group and not self._group and mode == "wal" and self._sync_level >= 2:
+            _exec(self, "PRAGMA synchronous=NORMAL")
+            self._group = True
+
+    def _take_gate(self) -> None:
+        assert self._db is not None
+        self._db.gate.acquire(self, self._timeout)
+        self._gate_held = True
+        self._dirty = False
+
+    def _settle(self, rolled_back: bool = False) -> None:
+        """After a statement or an end of transaction: leave the gate if no transaction is open."""
+        if not self._gate_held or self.in_transaction:
             return
-        if w.in_txn:
-            self._txn = w
-        elif pinned:
-            self._unpin()
-        else:
-            self._pool.gate.release(self)
-            self._pool.release(w)
+        dirty = self._dirty
+        self._gate_held = self._dirty = False
+        assert self._db is not None
+        self._db.gate.release(self)
+        if dirty and not rolled_back:
+            self._make_durable()
 
     def _make_durable(self) -> None:
-        """Wait for the group fsync that covers our commit (writer gate released)."""
-        sync = self._pool.sync
-        if sync is not None:
-            sync.wait_durable()
+        if self._group and self._sync_level >= 2 and self._db is not None:
+            sync = self._db.sync
+            if sync is not None:
+                sync.wait_durable()
 
-    def _unpin(self) -> None:
-        w, self._txn = self._txn, None
-        self._pool.gate.release(self)
-        if w is not None:
-            self._pool.release(w)
+    def _synchronous(self, cursor: Any, sql: str, k: Kind) -> Any:
+        """PRAGMA synchronous under group commit: the level kept is reported, not SQLite's."""
+        run = sqlite3.Cursor.execute
+        if k is Kind.SYNC_QUERY:
+            return run(cursor, "SELECT ? AS synchronous", (self._sync_level,))
+        level = _sql.sync_level(sql)
+        if level is None:
+            return run(cursor, sql)  # let SQLite judge it
+        self._sync_level = level
+        return run(cursor, "PRAGMA synchronous=" + ("NORMAL" if level >= 2 else str(level)))
 
-    def _lose(self, w: WorkerHandle) -> None:
-        """The pinned worker died: its transaction is gone, and the caller is told."""
-        self._unpin()
-        self._revoked = (
-            f"the transaction was lost when mpsqlite worker process {w.pid} died; nothing of it "
-            "was committed. Call rollback() before going on"
-        )
+    def _raise_revoked(self) -> None:
+        message, self._revoked = self._revoked, None
+        raise sqlite3.OperationalError(message)
 
-    def _fetch(self, w: WorkerHandle, cid: int, n: int) -> tuple:
-        try:
-            return w.exchange(p.OP_FETCH, cid, n, owner=self)
-        except WorkerDied:
-            with self._lock:
-                if self._txn is w:
-                    self._lose(w)
-            raise
-
-    def _own_workers(self) -> list[WorkerHandle]:
-        """Workers this connection's cursors hold already: shared rather than waited for.
-
-        Without this a connection whose open cursor holds the only free worker
-        would wait for itself.
-        """
-        held = [c._remote for c in list(self._cursors) if c._remote is not None]
-        if self._txn is not None:
-            held.append(self._txn)
-        return held
-
-    def _executescript(self, script: str) -> None:
-        self._check()
-        commit_first = self._autocommit is LEGACY_TRANSACTION_CONTROL
-        with self._lock:
-            self._raise_if_revoked()
-            pinned = self._txn is not None
-            if pinned:
-                w = self._txn
-            else:
-                self._pool.gate.acquire(self, self._timeout)
-                try:
-                    w = self._pool.acquire(self._timeout, self._own_workers)
-                except BaseException:
-                    self._pool.gate.release(self)
-                    raise
-            try:
-                _, changes = w.exchange(p.OP_SCRIPT, script, commit_first, owner=self)
-            except WorkerDied:
-                if pinned:
-                    self._lose(w)
-                else:
-                    self._pool.gate.release(self)
-                    self._pool.release(w)
-                raise
-            except BaseException:
-                self._settle(w, pinned)
-                raise
-            self._total_changes += changes
-            self._settle(w, pinned)
-            if self._txn is None:
-                self._make_durable()
-
-    def _call(self, name: str, *args: Any) -> Any:
-        """Run a worker-side helper on this connection's worker (or any idle one)."""
-        self._check()
-        with self._lock:
-            if self._txn is not None:
-                return self._txn.exchange(p.OP_CALL, name, args, owner=self)
-        w = self._pool.acquire(self._timeout, self._own_workers)
-        try:
-            return w.exchange(p.OP_CALL, name, args, owner=self)
-        finally:
-            self._pool.release(w)
-
-    # -- transactions -----------------------------------------------------
-
-    def commit(self) -> None:
-        """Commit the open transaction, if any; no round trip when there is none."""
-        self._end("commit")
-
-    def rollback(self) -> None:
-        """Roll back the open transaction, if any; no round trip when there is none."""
-        self._end("rollback")
-
-    def _end(self, how: str) -> None:
-        self._check()
-        with self._lock:
-            # Whatever the autocommit mode, rollback() acknowledges a lost or
-            # revoked transaction and commit() reports it.
-            self._settle_revoked(rolling_back=how == "rollback")
-            if self._autocommit is True:
-                return
-            w = self._txn
-            if w is None:
-                return
-            try:
-                _, changes = w.exchange(p.OP_END, how, owner=self)
-            except WorkerDied:
-                self._unpin()
-                if how == "rollback":
-                    return  # the worker's death rolled it back: what was asked
-                raise
-            finally:
-                if self._txn is w and not w.in_txn:
-                    self._unpin()
-            self._total_changes += changes
-            if how == "commit":
-                self._make_durable()
-
-    def _settle_revoked(self, rolling_back: bool) -> None:
-        """End the refusal left by a lost transaction; only a rollback ends it quietly."""
-        if self._revoked is not None:
-            message, self._revoked = self._revoked, None
-            if not rolling_back:
-                raise sqlite3.OperationalError(message)
-
-    def _raise_if_revoked(self) -> None:
-        if self._revoked is not None:
-            raise sqlite3.OperationalError(self._revoked)
-
-    def _revoke_write(self, limit: float) -> None:
-        """Called by a waiting writer: roll back our transaction if it sits idle."""
-        if not self._lock.acquire(blocking=False):
+    def _revoke_write(self, held: float) -> None:
+        """Called by a waiting writer: roll back our transaction if it sat idle too long."""
+        if self._max_write is None or held <= self._max_write or self._same_thread:
             return
+        if not self._op_lock.acquire(blocking=False):
+            return  # a statement of ours is running: not idle
         try:
-            w = self._txn
-            if w is None or w.busy:
+            if not self._gate_held:
                 return
             try:
-                w.exchange(p.OP_END, "rollback", owner=self)
+                _base_rollback(self)
             except sqlite3.Error:
                 pass
-            self._unpin()
+            self._settle(rolled_back=True)
             self._revoked = (
-                f"the transaction was rolled back: it held the database's writer slot for more "
-                f"than max_write_seconds={limit:g} while other writers waited"
+                "the transaction was rolled back: it held the database's writer gate for more "
+                f"than max_write_seconds={self._max_write:g} while other writers waited"
             )
         finally:
-            self._lock.release()
+            self._op_lock.release()
 
-    @property
-    def in_transaction(self) -> bool:
-        self._check_open()
-        if self._autocommit is False and not self._closed:
-            return True
-        w = self._txn
-        return w is not None and w.in_txn
+    # -- offload -------------------------------------------------------------
 
-    @property
-    def isolation_level(self) -> str | None:
-        return self._isolation_level
+    def _calls_python(self, sql: str) -> bool:
+        """Whether ``sql`` calls one of this connection's Python functions."""
+        hit = self._udf_sql.get(sql)
+        if hit is None:
+            if len(self._udf_sql) > 1024:
+                self._udf_sql.clear()
+            hit = self._udf_sql[sql] = _sql.mentions(sql, self._udfs)
+        return hit
 
-    @isolation_level.setter
-    def isolation_level(self, value: str | None) -> None:
-        if _CHECKED_ISOLATION_SETTER:
-            self._check()
-        if value is not None:
-            if not isinstance(value, str):
-                raise TypeError("isolation_level must be str or None")
-            if value.upper() not in _LEVELS:
-                raise ValueError(
-                    "isolation_level string must be '', 'DEFERRED', 'IMMEDIATE', or 'EXCLUSIVE'"
-                )
-            value = value.upper()
-        elif getattr(self, "_txn", None) is not None:
-            self.commit()
-        self._isolation_level = value
+    def _can_offload(self, cursor: Any) -> bool:
+        if not self._offload or self._local_only is not None or self.in_transaction:
+            return False
+        if self._detect_types or self.text_factory is not str:
+            return False
+        if not self._state_ok:
+            temp, memory = _exec(
+                self,
+                "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM "
+                "pragma_database_list WHERE file = '' AND name != 'temp')",
+            ).fetchone()
+            if temp or memory:
+                return False
+            self._state_ok = True
+        return True
 
-    @property
-    def autocommit(self) -> bool | int:
-        return self._autocommit
+    def _record(self, key: Any, entry: tuple) -> None:
+        """Note a setting a worker must replay to stand in for this connection."""
+        self._replay.pop(key, None)
+        self._replay[key] = entry
+        self._replay_version += 1
+        self._shipped = None
 
-    @autocommit.setter
-    def autocommit(self, value: bool | int) -> None:
-        self._check()
-        if value is True and self._txn is not None:
-            self.commit()
-        self._set_autocommit_value(value)
+    def _worker_settings(self) -> tuple | None:
+        """``(key, version, settings)`` for the wire, or None if they cannot travel."""
+        shipped = self._shipped
+        if shipped is None or shipped[1] != self._replay_version:
+            entries = []
+            try:
+                for entry in self._replay.values():
+                    if entry[0] == "call":
+                        entries.append(("call", _shippable(entry[1])))
+                    else:
+                        entries.append(entry)
+            except Exception as exc:
+                self._refuse_offload(f"a registered callable cannot travel: {exc!r}")
+                return None
+            db = self._db
+            if db is None:
+                return None
+            target, uri, timeout = self._connect
+            # The identity is the file this connection opened, whatever the name holds now.
+            connect = (target if uri else db.path, uri, timeout, db.key)
+            from . import _wire
 
-    def _set_autocommit_value(self, value: Any) -> None:
-        if value is not True and value is not False and value != LEGACY_TRANSACTION_CONTROL:
-            raise ValueError(
-                "autocommit must be True, False, or sqlite3.LEGACY_TRANSACTION_CONTROL"
-            )
-        self._autocommit = value if isinstance(value, bool) else LEGACY_TRANSACTION_CONTROL
+            shipped = self._shipped = (self._key, self._replay_version,
+                                       _wire.settings(connect, entries))
+        return shipped
 
-    @property
-    def total_changes(self) -> int:
-        if self._closed:  # as sqlite3: readable from any thread, not once closed
-            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-        return self._total_changes
+    def _refuse_offload(self, why: str) -> None:
+        self._local_only = why
 
-    @property
-    def text_factory(self) -> Any:
-        return self._text_factory
+    # -- transactions --------------------------------------------------------
 
-    @text_factory.setter
-    def text_factory(self, factory: Any) -> None:
-        key = 0 if factory is str else self._pool.text_factory_key(
-            factory, lambda: dumps_callable(factory, "text_factory"))
-        self._text_factory, self._tf_key = factory, key
+    def commit(self) -> None:
+        """Commit, as sqlite3; a durable commit returns once an fsync covers it."""
+        with self._op_lock:
+            if self._revoked is not None:
+                self._raise_revoked()
+            _base_commit(self)
+            if self._gate_held:
+                self._end_gated()
 
-    # -- cursors and shortcuts --------------------------------------------
+    def rollback(self) -> None:
+        """Roll back, as sqlite3; also acknowledges a transaction mpsqlite revoked."""
+        with self._op_lock:
+            self._revoked = None
+            _base_rollback(self)
+            if self._gate_held:
+                self._dirty = False
+                self._end_gated()
 
-    def cursor(self, factory: Callable[[Connection], Cursor] = Cursor) -> Cursor:
-        """A new cursor (``factory`` must build an mpsqlite Cursor)."""
-        self._check()
-        cur = factory(self)
-        if not isinstance(cur, Cursor):
-            raise TypeError("factory must return a cursor, not " + type(cur).__name__)
-        return cur
+    def _end_gated(self) -> None:
+        """commit() or rollback() ended the gated transaction (another may have begun)."""
+        dirty = self._dirty
+        self._gate_held = self._dirty = False
+        assert self._db is not None
+        self._db.gate.release(self)
+        if dirty:
+            self._make_durable()
 
-    def execute(self, sql: str, parameters: Any = None, /) -> Cursor:
-        """Shortcut: a new cursor's execute()."""
-        return Cursor(self).execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
-        """Shortcut: a new cursor's executemany()."""
-        return self.cursor().executemany(sql, parameters)
-
-    def executescript(self, sql_script: str, /) -> Cursor:
-        """Shortcut: a new cursor's executescript()."""
-        return self.cursor().executescript(sql_script)
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None and exc is None and tb is None:
             try:
                 self.commit()
             except BaseException:
@@ -513,62 +360,181 @@ class Connection(CallbacksMixin, WholeDatabaseMixin):
                 raise
         else:
             self.rollback()
+        return False
 
-    # -- whole-database operations ----------------------------------------
+    if _HAS_AUTOCOMMIT:
+
+        @property
+        def autocommit(self) -> Any:
+            return _base_autocommit.__get__(self)  # type: ignore[union-attr]
+
+        @autocommit.setter
+        def autocommit(self, value: Any) -> None:
+            with self._op_lock:
+                _base_autocommit.__set__(self, value)  # type: ignore[union-attr]
+                if self._gate_held and value is True:
+                    self._end_gated()
+
+    @property
+    def isolation_level(self) -> str | None:  # type: ignore[override]
+        return _base_isolation.__get__(self)
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        with self._op_lock:
+            _base_isolation.__set__(self, value)  # None commits an open transaction
+            if self._gate_held and not self.in_transaction:
+                self._end_gated()
+
+    # -- cursors and shortcuts -------------------------------------------------
+
+    def cursor(self, factory: Callable[[sqlite3.Connection], sqlite3.Cursor] = Cursor
+               ) -> sqlite3.Cursor:  # type: ignore[override]
+        """A new cursor; by default an mpsqlite :class:`Cursor`."""
+        return _base_cursor(self, factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        return self.cursor().executescript(sql_script)
+
+    # -- what workers replay, and what keeps a connection local ----------------------
+
+    def _registered(self, method: str, args: tuple, kwargs: dict, key_len: int) -> None:
+        key = (method, *(str(a).lower() if isinstance(a, str) else a for a in args[:key_len]))
+        self._record(key, ("call", (method, args, kwargs)))
+
+    def create_function(self, *args: Any, **kwargs: Any) -> None:
+        super().create_function(*args, **kwargs)
+        name = args[0] if args else kwargs.get("name")
+        narg = args[1] if len(args) > 1 else kwargs.get("narg", kwargs.get("num_params"))
+        self._record(("create_function", str(name).lower(), narg),
+                     ("call", ("create_function", args, kwargs)))
+        self._udfs = self._udfs | {str(name).lower()}
+        self._udf_sql.clear()
+
+    def create_aggregate(self, *args: Any, **kwargs: Any) -> None:
+        super().create_aggregate(*args, **kwargs)
+        self._registered("create_aggregate", args, kwargs, 2)
+        name = args[0] if args else kwargs.get("name")
+        self._udfs = self._udfs | {str(name).lower()}
+        self._udf_sql.clear()
+
+    if hasattr(sqlite3.Connection, "create_window_function"):
+
+        def create_window_function(self, *args: Any, **kwargs: Any) -> None:
+            super().create_window_function(*args, **kwargs)
+            self._registered("create_window_function", args, kwargs, 2)
+            self._udfs = self._udfs | {str(args[0]).lower()}
+            self._udf_sql.clear()
+
+    def create_collation(self, *args: Any, **kwargs: Any) -> None:
+        super().create_collation(*args, **kwargs)
+        self._registered("create_collation", args, kwargs, 1)
+
+    def setlimit(self, *args: Any, **kwargs: Any) -> int:
+        old = super().setlimit(*args, **kwargs)
+        self._registered("setlimit", args, kwargs, 1)
+        return old
+
+    def set_authorizer(self, *args: Any, **kwargs: Any) -> None:
+        super().set_authorizer(*args, **kwargs)
+        self._callback_set("authorizer", args, kwargs)
+
+    def set_progress_handler(self, *args: Any, **kwargs: Any) -> None:
+        super().set_progress_handler(*args, **kwargs)
+        self._callback_set("progress handler", args, kwargs)
+
+    def set_trace_callback(self, *args: Any, **kwargs: Any) -> None:
+        super().set_trace_callback(*args, **kwargs)
+        self._callback_set("trace callback", args, kwargs)
+
+    def _callback_set(self, what: str, args: tuple, kwargs: dict) -> None:
+        if any(a is not None for a in (*args[:1], *kwargs.values())):
+            self._local_only = f"a {what} is set: statements run where it can see them"
+
+    if hasattr(sqlite3.Connection, "load_extension"):
+
+        def load_extension(self, *args: Any, **kwargs: Any) -> None:
+            super().load_extension(*args, **kwargs)
+            self._local_only = "an extension was loaded into this connection"
+
+    if hasattr(sqlite3.Connection, "deserialize"):
+
+        def deserialize(self, *args: Any, **kwargs: Any) -> None:
+            super().deserialize(*args, **kwargs)
+            if (args[1:2] or [kwargs.get("name", "main")])[0] == "main":
+                self._leave_file()
+
+    def backup(self, target: sqlite3.Connection, *args: Any, **kwargs: Any) -> None:
+        """sqlite3's backup; into an mpsqlite connection, inside that one's writer gate."""
+        if isinstance(target, Connection) and target._db is not None and not target._gate_held:
+            with target._op_lock:
+                target._take_gate()
+                try:
+                    super().backup(target, *args, **kwargs)
+                finally:
+                    target._dirty = True
+                    target._settle()
+                    target._state_ok = False
+            return
+        super().backup(target, *args, **kwargs)
+
+    def _leave_file(self) -> None:
+        """The main database is no longer the file (deserialize): sqlite3 alone from now."""
+        db, self._db = self._db, None
+        if db is not None:
+            if self._gate_held:
+                self._gate_held = False
+                db.gate.release(self)
+            self._group = False
+            registry.release(db)
+
+    # -- the rest -------------------------------------------------------------
 
     def interrupt(self) -> None:
-        """Abort the statements this connection is running, from any thread."""
-        self._check_open()
-        for w in list(self._pool.workers):
-            if w.current is self:
-                w.interrupt()
-        if self._pool.local is not None:
-            self._pool.local.interrupt(self)
-
-    # -- lifetime ---------------------------------------------------------
+        """Abort this connection's running statements, in this process and in workers."""
+        super().interrupt()
+        db = self._db
+        if db is not None and db.has_workers:
+            for h in list(db.pool().workers):
+                if h.owner is self:
+                    h.interrupt()
 
     def pool_status(self) -> dict[str, Any]:
-        """The status of this connection's worker pool (see mpsqlite.pool_status)."""
-        return self._pool.status()
+        """The status of this connection's database in this process (see mpsqlite.pool_status)."""
+        db = self._db
+        return db.status() if db is not None else {"database": "", "size": 0, "workers": []}
 
     def close(self) -> None:
-        """Roll back any open transaction and release the pool; idempotent."""
-        self._check_thread()
-        self._close()
+        """Close, as sqlite3 (an open transaction is rolled back); idempotent."""
+        db = self._db
+        if db is not None and db.has_workers:
+            self.in_transaction  # noqa: B018 - sqlite3's checks (thread, closed) first
+            db.pool().forget_connection(self._key)
+        _base_close(self)
+        self._release()
 
-    def _close(self) -> None:
-        if self._closed:
+    def _release(self) -> None:
+        db, self._db = self._db, None
+        if db is None:
             return
-        with self._lock:
-            if self._txn is not None:
-                try:
-                    self._txn.exchange(p.OP_END, "rollback", owner=self)
-                except sqlite3.Error:
-                    pass
-                self._unpin()
-            self._closed = True
-        put_pool(self._pool)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-
-    def _check(self) -> None:
-        if self._closed:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-        self._check_thread()
-
-    def _check_thread(self) -> None:
-        if self._thread is not None and self._thread != threading.get_ident():
-            raise sqlite3.ProgrammingError(
-                "SQLite objects created in a thread can only be used in that same thread. "
-                f"The object was created in thread id {self._thread} and this is "
-                f"thread id {threading.get_ident()}."
-            )
+        if self._gate_held:
+            self._gate_held = False
+            db.gate.release(self)
+        if db.has_workers:
+            db.pool().forget_connection(self._key)
+        registry.release(db)
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True) and hasattr(self, "_pool"):
+        if self._db is not None:
             try:
-                self._close()  # from whichever thread collects it, as sqlite3 does
+                self._release()
             except Exception:
                 pass
+        if _base_del is not None:
+            _base_del(self)  # 3.13+: sqlite3's ResourceWarning for an unclosed connection

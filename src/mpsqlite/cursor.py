@@ -1,243 +1,111 @@
-"""The DB-API cursor: a view of one statement's result held by a worker.
+"""The cursor: sqlite3's own, routing each statement before sqlite3 runs it.
 
-``execute`` gets description, rowcount, lastrowid and the first rows in one
-round trip. Rows beyond those stay in the worker, fetched in growing bounded
-chunks; while they are pending the cursor keeps its lease on that worker.
+A read runs here, in sqlite3's C code, unless the offload policy has judged
+the same SQL GIL-heavy (:mod:`mpsqlite._offload`); then a worker runs it and
+the cursor serves the worker's rows. Anything that may write goes through
+the connection's writer gate. Fetching is sqlite3's own, untouched, except
+that ``fetchall`` and ``fetchmany`` note how many rows a read returned.
 """
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
-import weakref
-from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from time import thread_time
+from typing import Any
 
-from .row import Row
+from . import _offload
+from ._sql import Kind, _memo, kind
 
-if TYPE_CHECKING:
-    from .connection import Connection
-    from .pool import WorkerHandle
-
-_ids = itertools.count(1)
-
-
-def _drop_remote(pool: Any, worker: WorkerHandle, cid: int) -> None:
-    """Forget a worker-side cursor (next request closes it) and end our lease."""
-    worker.pending_close.append(cid)
-    pool.release(worker)
+_execute = sqlite3.Cursor.execute
+_executemany = sqlite3.Cursor.executemany
+_executescript = sqlite3.Cursor.executescript
+_fetchmany = sqlite3.Cursor.fetchmany
+_fetchall = sqlite3.Cursor.fetchall
+_READ = Kind.READ
+_HEAVY_ROWS = _offload.HEAVY_ROWS
+_HEAVY_CPU = _offload.HEAVY_CPU
 
 
-class Cursor:
-    """A PEP 249 cursor with sqlite3's behaviour, running in worker processes."""
+def _run_script(cursor: Any, script: str, _params: Any) -> Any:
+    return _executescript(cursor, script)
 
-    __slots__ = (
-        "_connection", "_cid", "arraysize", "row_factory", "_description", "_rowcount",
-        "_lastrowid", "_rows", "_remote", "_finalizer", "_executed", "_closed",
-        "__weakref__",
-    )
 
-    def __init__(self, connection: Connection) -> None:
-        if not getattr(connection, "_is_mpsqlite_connection", False):
-            raise TypeError("Cursor() argument must be an mpsqlite Connection")
-        self._connection = connection
-        self._cid = next(_ids)
-        self.arraysize = 1
-        self.row_factory = connection.row_factory
-        self._description: tuple | None = None
-        self._rowcount = -1
-        self._lastrowid: int | None = None
-        self._rows: deque = deque()
-        self._remote: WorkerHandle | None = None
-        self._finalizer: weakref.finalize | None = None
-        self._executed = False
-        self._closed = False
+class Cursor(sqlite3.Cursor):
+    """A :class:`sqlite3.Cursor` whose statements pass mpsqlite's gate and offload policy."""
 
-    # -- attributes -------------------------------------------------------
+    _judge: str | None = None  # SQL of the read just run here, judged by what it returns
+    _t0: float | None = None  # thread CPU time when it began, if it calls Python functions
+    _seen = 0  # rows fetchmany returned for it so far
 
-    @property
-    def connection(self) -> Connection:
-        return self._connection
-
-    @property
-    def description(self) -> tuple | None:
-        return self._description
-
-    @property
-    def rowcount(self) -> int:
-        return self._rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._lastrowid
-
-    # -- execution --------------------------------------------------------
-
-    def execute(self, sql: str, parameters: Any = None, /) -> Cursor:
-        """Run one statement; results are read with the fetch methods."""
-        if self._closed:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
-        if not isinstance(sql, str):
-            raise TypeError(f"execute() argument 1 must be str, not {type(sql).__name__}")
-        if self._executed:
-            self._reset()
-        reply, worker = self._connection._execute(self, sql, parameters, False)
-        self._take(reply, worker)
-        return self
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+        con = self.connection
+        db = getattr(con, "_db", None)
+        if db is None:
+            return _execute(self, sql, parameters)
+        k = _memo.get(sql)
+        if k is None:
+            if type(sql) is not str:
+                return _execute(self, sql, parameters)  # sqlite3's own TypeError
+            k = kind(sql)
+        if k is _READ:
+            if sql in db.heavy and con._can_offload(self) and _offload.run_remote(
+                    self, con, db, sql, parameters):
+                return self
+            db.local_statements += 1
+            self._judge, self._seen = sql, 0
+            if con._udfs and con._calls_python(sql):
+                self._t0 = t0 = thread_time()
+                _execute(self, sql, parameters)
+                if thread_time() - t0 >= _HEAVY_CPU:
+                    db.judge(sql, True)
+                return self
+            self._t0 = None
+            return _execute(self, sql, parameters)
+        self._judge = None
+        return con._write(_execute, self, sql, parameters, k)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Cursor:
-        """Run one DML statement for every parameter set, in a single message."""
-        self._check()
-        if not isinstance(sql, str):
-            raise TypeError(f"executemany() argument 1 must be str, not {type(sql).__name__}")
-        self._reset()
-        lastrowid = self._lastrowid  # sqlite3 leaves it alone in executemany()
-        reply, worker = self._connection._execute(self, sql, seq_of_parameters, True)
-        self._take(reply, worker)
-        self._lastrowid = lastrowid
-        return self
+        con = self.connection
+        db = getattr(con, "_db", None)
+        if db is None or type(sql) is not str:
+            return _executemany(self, sql, seq_of_parameters)
+        k = kind(sql)
+        if k is _READ:
+            return _executemany(self, sql, seq_of_parameters)  # sqlite3 refuses it
+        self._judge = None
+        return con._write(_executemany, self, sql, seq_of_parameters, k)
 
     def executescript(self, sql_script: str, /) -> Cursor:
-        """Run several statements; like sqlite3, commits a pending transaction first."""
-        self._check()
-        if not isinstance(sql_script, str):
-            raise ValueError("script argument must be unicode.")
-        self._reset()
-        self._connection._executescript(sql_script)
-        self._executed = True
-        return self
-
-    def _take(self, reply: tuple, worker: WorkerHandle | None) -> None:
-        description, rowcount, lastrowid, rows, more, _, _ = reply
-        self._executed = True
-        self._description = description
-        self._rowcount = rowcount
-        self._lastrowid = lastrowid
-        self._rows.extend(rows)
-        if more and worker is not None:
-            self._connection._cursors.add(self)
-            self._remote = worker
-            self._finalizer = weakref.finalize(
-                self, _drop_remote, self._connection._pool, worker, self._cid
-            )
-
-    def _reset(self) -> None:
-        if self._finalizer is not None:
-            self._release_remote()
-        self._rows.clear()
-        self._description = None
-        self._rowcount = -1
-
-    def _release_remote(self) -> None:
-        if self._finalizer is not None:
-            self._finalizer()
-            self._finalizer = None
-        self._remote = None
-
-    def _fill(self) -> bool:
-        """Fetch the next chunk from the worker; False when the result is exhausted."""
-        worker = self._remote
-        if worker is None:
-            return False
-        try:
-            rows, more, rowcount = self._connection._fetch(worker, self._cid, 0)
-        except BaseException:
-            self._release_remote()
-            raise
-        self._rows.extend(rows)
-        if rowcount != -1:
-            self._rowcount = rowcount
-        if not more:
-            if self._finalizer is not None:
-                self._finalizer.detach()
-                self._finalizer = None
-            self._remote = None
-            self._connection._pool.release(worker)
-        return bool(rows)
-
-    # -- fetching ---------------------------------------------------------
-
-    def _make(self, row: tuple) -> Any:
-        factory = self.row_factory
-        if factory is None:
-            return row
-        if factory is sqlite3.Row:
-            factory = Row
-        return factory(self, row)
-
-    def _check_fetch(self) -> None:
-        self._check()
-        if not self._executed:
-            raise sqlite3.ProgrammingError("no statement executed: call execute() before fetching")
-
-    def fetchone(self) -> Any:
-        """The next row, or None when there are no more."""
-        con = self._connection
-        if self._closed or not self._executed or con._closed or con._thread is not None:
-            self._check_fetch()
-        if not self._rows and not self._fill():
-            return None
-        if self.row_factory is None:
-            return self._rows.popleft()
-        return self._make(self._rows.popleft())
+        con = self.connection
+        db = getattr(con, "_db", None)
+        if db is None or type(sql_script) is not str:
+            return _executescript(self, sql_script)
+        self._judge = None
+        lowered = sql_script.lower()
+        if "pragma" in lowered or "attach" in lowered:
+            con._refuse_offload("a script changed connection settings workers cannot replay")
+        return con._write(_run_script, self, sql_script, None, Kind.WRITE)
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
-        """Up to ``size`` rows (default ``arraysize``)."""
-        self._check_fetch()
-        n = self.arraysize if size is None else size
-        if n <= 0:
-            return self.fetchall()  # as sqlite3: a size of 0 or less means every row
-        out: list = []
-        rows = self._rows
-        while len(out) < n:
-            if not rows and not self._fill():
-                break
-            take = min(n - len(out), len(rows))
-            out.extend(rows.popleft() for _ in range(take))
-        return [self._make(r) for r in out] if self.row_factory is not None else out
+        rows = _fetchmany(self) if size is None else _fetchmany(self, size)
+        if self._judge is not None:
+            self._seen += len(rows)
+            if self._seen >= _HEAVY_ROWS or not rows:
+                self._judged()
+        return rows
 
     def fetchall(self) -> list[Any]:
-        """Every remaining row."""
-        self._check_fetch()
-        out = list(self._rows)
-        self._rows.clear()
-        while self._remote is not None:
-            self._fill()
-            out.extend(self._rows)
-            self._rows.clear()
-        return [self._make(r) for r in out] if self.row_factory is not None else out
+        rows = _fetchall(self)
+        if self._judge is not None:
+            self._seen += len(rows)
+            self._judged()
+        return rows
 
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        self._check()
-        if not self._rows and not self._fill():
-            raise StopIteration
-        return self._make(self._rows.popleft())
-
-    # -- the rest of PEP 249 ---------------------------------------------
-
-    def close(self) -> None:
-        """Close the cursor; its unread rows are dropped in the worker."""
-        self._release_remote()
-        self._connection._check()  # as sqlite3: not from another thread, not once closed
-        self._rows.clear()
-        self._closed = True
-
-    def setinputsizes(self, sizes: Any, /) -> None:
-        """Accepted and ignored, as PEP 249 allows."""
-
-    def setoutputsize(self, size: Any, column: Any = None, /) -> None:
-        """Accepted and ignored, as PEP 249 allows."""
-
-    def nextset(self) -> None:
-        """SQLite statements return one result set: always None."""
-        self._check()
-        return None
-
-    def _check(self) -> None:
-        if self._closed:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
-        self._connection._check()
+    def _judged(self) -> None:
+        sql, self._judge = self._judge, None
+        t0 = self._t0
+        heavy = self._seen >= _HEAVY_ROWS or (t0 is not None and thread_time() - t0 >= _HEAVY_CPU)
+        db = getattr(self.connection, "_db", None)
+        if heavy and db is not None and sql is not None:
+            db.judge(sql, True)

@@ -77,7 +77,12 @@ def test_resources_reported(smoke_run: dict[str, Any]) -> None:
         assert res[f"startup_ms_{side}_median"] > 0
         assert res[f"engine_startup_ms_{side}"] > 0
         assert res[f"startup_in_txn_ms_{side}_median"] > 0
+    # cheap point reads start no worker; a heavy read started on startup_workers
+    # connections at once runs on that many workers, one each
+    assert res["workers_after_point_reads"] == 0
+    assert res["heavy_reads_offloaded"] == res["startup_workers"]
     assert res["workers"] == res["startup_workers"]
+    assert "workers_note" not in res
     assert res["worker_rss_idle_mib_each"] > 0
     assert res["worker_rss_scan_load_mib_total_peak"] > 0
     assert res["worker_idle_cpu_percent"] >= 0

@@ -2,7 +2,8 @@
 
 It stores data with sqlite3 underneath but behaves like most DB-API drivers:
 a transaction opens implicitly at the first statement that writes, and it
-raises exception classes of its own.
+raises exception classes of its own. Its cursor has PEP 249's fetch methods
+and nothing more.
 """
 
 from __future__ import annotations
@@ -102,8 +103,14 @@ class Cursor:
             self.execute(sql, params)
         return self
 
-    def fetchmany(self, n: int) -> list:
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchmany(self, n: int = 1) -> list:
         return self._cur.fetchmany(n)
+
+    def fetchall(self) -> list:
+        return self._cur.fetchall()
 
     def close(self) -> None:
         self._cur.close()

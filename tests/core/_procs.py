@@ -40,6 +40,71 @@ def worker_pids(conn) -> set[int]:
     return {w["pid"] for w in conn.pool_status()["workers"]}
 
 
+def child_pids(parent: int | None = None) -> set[int]:
+    """Pids of the live (not zombie) children of ``parent`` (default: this process), from /proc."""
+    parent = os.getpid() if parent is None else parent
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{name}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("PPid", "0")) == parent and not fields.get("State", "").strip(
+        ).startswith("Z"):
+            found.add(int(name))
+    return found
+
+
+def reaped(pid: int) -> bool:
+    """Whether ``pid`` is no process of ours at all: not running, and no zombie left unreaped."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return f"PPid:\t{os.getpid()}\n" not in status  # the pid now names someone else's process
+
+
+def fully_exited(pid: int) -> bool:
+    """Whether every thread of ``pid`` has exited (so its sockets are closed), not only its
+    leader: a killed process's leader turns zombie before its other threads are torn down."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return False
+        except OSError:
+            pass
+    return True
+
+
+def wait_fully_exited(pid: int, within: float = 10.0) -> None:
+    """Poll until ``pid`` has fully exited; fail the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not fully_exited(pid):
+        if time.monotonic() > deadline:
+            pytest.fail(f"process {pid} still running {within} s after it was killed")
+        time.sleep(0.01)
+
+
+def wait_until(predicate, within: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate()`` until it is true; fail the test after ``within`` seconds.
+
+    For states that another thread or process reaches and that offer no event
+    to wait on (a writer queued in the gate, a worker gone)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        time.sleep(0.005)
+
+
 def committed_rows(db_path: Path) -> list[tuple]:
     """Rows of table ``t`` as an independent stdlib connection sees them (committed only)."""
     with closing(sqlite3.connect(str(db_path))) as check:

@@ -1,35 +1,62 @@
-"""mpsqlite wraps DB-API modules other than sqlite3 (``driver=``)."""
+"""mpsqlite over DB-API modules other than sqlite3 (``driver=``): the writer gate, the
+driver's own exceptions, and heavy reads offloaded to workers running the same driver."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+from contextlib import closing
 
 import pytest
 
 import mpsqlite
 from tests.core import _minidriver
+from tests.core._procs import wait_until
 
 DRIVER = "tests.core._minidriver"
+ROWS = 1500
 
 
 @pytest.fixture
-def con(tmp_path):
-    c = mpsqlite.connect(str(tmp_path / "m.db"), workers=2, driver=DRIVER)
+def path(tmp_path):
+    return str(tmp_path / "m.db")
+
+
+@pytest.fixture
+def con(path, tmp_path, monkeypatch):
+    # Workers leave the caller's current directory off their import path, and this test
+    # driver is importable only from the checkout, where pytest runs: work elsewhere
+    # (test_a_driver_importable_from_the_current_directory_reaches_workers is the case).
+    monkeypatch.chdir(tmp_path)
+    c = mpsqlite.connect(path, workers=2, driver=DRIVER)
     yield c
     c.close()
 
 
-def test_writes_commit_and_roll_back_through_a_foreign_driver(con, tmp_path):
+def _fill(con):
+    con.execute("create table t(x)")
+    con.executemany("insert into t values (?)", [(i,) for i in range(ROWS)])
+    con.commit()
+
+
+def test_connect_returns_a_driver_connection(con):
+    assert isinstance(con, mpsqlite.DriverConnection)
+    assert con.IntegrityError is _minidriver.IntegrityError
+
+
+def test_writes_commit_and_roll_back_through_a_foreign_driver(con, path):
     con.execute("create table t(id integer primary key, v text)")
     con.commit()
     con.execute("insert into t(v) values (?)", ("kept",))
     assert con.in_transaction
     con.commit()
+    assert not con.in_transaction
     con.execute("insert into t(v) values (?)", ("dropped",))
     con.rollback()
     assert not con.in_transaction
-    plain = sqlite3.connect(tmp_path / "m.db")
-    assert plain.execute("select v from t").fetchall() == [("kept",)]
+    with closing(sqlite3.connect(path)) as plain:
+        assert plain.execute("select v from t").fetchall() == [("kept",)]
     assert con.execute("select v from t").fetchall() == [("kept",)]
 
 
@@ -41,17 +68,73 @@ def test_the_drivers_own_exception_classes_arrive(con):
         con.execute("insert into u values (1)")
     con.rollback()
     assert con.execute("select count(*) from u").fetchone() == (1,)
+    with pytest.raises(_minidriver.OperationalError, match="no such table"):
+        con.execute("select * from nosuch")
 
 
-def test_reads_run_on_several_workers(con):
-    con.execute("create table t(x)")
-    con.executemany("insert into t values (?)", [(i,) for i in range(1000)])
+def test_second_writer_waits_for_the_first_commit(con, path):
+    _fill(con)
+    con.execute("insert into t values (-1)")  # holds the writer gate
+    errors: list[BaseException] = []
+
+    def _write():  # the driver's connections belong to one thread (threadsafety 1)
+        try:
+            with closing(mpsqlite.connect(path, workers=2, driver=DRIVER, timeout=60)) as second:
+                second.execute("insert into t values (-2)")
+                second.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=_write, daemon=True)
+    thread.start()
+    wait_until(lambda: con.pool_status()["writer_waiting"] == 1, what="the second writer")
     con.commit()
+    thread.join(60)
+    assert not thread.is_alive() and errors == []
+    with closing(sqlite3.connect(path)) as plain:
+        assert plain.execute("select count(*) from t where x < 0").fetchone() == (2,)
+
+
+def test_heavy_reads_run_on_workers(con):
+    _fill(con)
+    sql = "select x from t order by x"
+    expected = [(i,) for i in range(ROWS)]
+    assert con.execute(sql).fetchall() == expected  # in the caller: judged heavy
+    assert con.pool_status()["offloaded_statements"] == 0
+    assert con.execute(sql).fetchall() == expected  # on a worker
+    status = con.pool_status()
+    assert status["offloaded_statements"] == 1
+    assert len(status["workers"]) == 1 and status["workers"][0]["pid"] != os.getpid()
+
+
+def test_open_results_are_held_by_several_workers(con):
+    _fill(con)
+    con.execute("select x from t order by x").fetchall()
+    con.execute("select x from t order by x desc").fetchall()
     # Each cursor keeps its worker while rows remain there: two open results
-    # can only be held by two different workers.
+    # are held by two different workers.
     first = con.execute("select x from t order by x")
     second = con.execute("select x from t order by x desc")
-    assert first.fetchone() == (0,) and second.fetchone() == (999,)
+    assert first.fetchone() == (0,) and second.fetchone() == (ROWS - 1,)
     states = [w["state"] for w in con.pool_status()["workers"]]
-    assert states == ["pinned", "pinned"]
-    assert len(first.fetchall()) == 999 and len(second.fetchall()) == 999
+    assert states == ["leased", "leased"]
+    assert len(first.fetchall()) == ROWS - 1 and len(second.fetchall()) == ROWS - 1
+    assert [w["state"] for w in con.pool_status()["workers"]] == ["idle", "idle"]
+
+
+def test_a_driver_importable_from_the_current_directory_reaches_workers(path, monkeypatch):
+    """An application run from its own directory imports its driver from there; the
+    workers must find it too (they may put the directory after the standard library)."""
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    monkeypatch.chdir(checkout)
+    con = mpsqlite.connect(path, workers=1, driver=DRIVER)
+    try:
+        _fill(con)
+        sql = "select x from t"
+        assert len(con.execute(sql).fetchall()) == ROWS
+        for _ in range(2):
+            assert len(con.execute(sql).fetchall()) == ROWS
+        assert con.pool_status()["offloaded_statements"] == 2
+        assert con.pool_status()["restarts"] == 0
+    finally:
+        con.close()

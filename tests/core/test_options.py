@@ -1,12 +1,24 @@
-"""mpsqlite's own connect() options (mpsqlite only): wal, local_reads, workers on :memory:,
-and interrupt() reaching a worker process."""
+"""mpsqlite's own connect() options (mpsqlite only): wal, offload, workers, their checks,
+sqlite3's arguments passed on as sqlite3 takes them, and interrupt() reaching a worker."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import closing
 
-from tests.core._procs import assert_interrupt_stops_endless_query
+import pytest
+
+from tests.core._heavy import (
+    BIG,
+    COUNT_SPIN,
+    fill_big,
+    mark_heavy,
+    offload,
+    spinner,
+    wait_for_file,
+)
+from tests.core._procs import worker_pids
 
 
 def test_file_database_switched_to_wal_by_default(mp_connect, db_path):
@@ -25,44 +37,172 @@ def test_wal_false_keeps_rollback_journal(mp_connect, db_path):
         assert check.execute("pragma journal_mode").fetchone() == ("delete",)
 
 
-def test_wal_false_pool_works_for_reads_and_writes(mp_connect):
+def test_wal_false_database_works_for_reads_writes_and_offload(mp_connect):
     conn = mp_connect(wal=False)
-    conn.execute("create table t(x)")
-    conn.executemany("insert into t values (?)", [(i,) for i in range(10)])
-    conn.commit()
+    fill_big(conn)
     other = mp_connect(wal=False)
-    assert other.execute("select count(*), sum(x) from t").fetchone() == (10, 45)
+    assert other.execute("select count(*), sum(x) from big").fetchone() == (BIG, sum(range(BIG)))
+    assert offload(other, "select x from big order by x") == [(i,) for i in range(BIG)]
+    conn.execute("insert into big values (-1, 'new')")
+    conn.commit()
+    assert len(other.execute("select x from big order by x").fetchall()) == BIG + 1
 
 
-def test_local_reads_off_reads_see_commits(mp_connect):
+def test_offload_false_keeps_every_read_in_the_caller(mp_connect):
+    conn = mp_connect(offload=False)
+    fill_big(conn)
+    for _ in range(3):
+        assert len(conn.execute("select x from big").fetchall()) == BIG
+    status = conn.pool_status()
+    assert status["offloaded_statements"] == 0
+    assert status["workers"] == []
+
+
+def test_offloaded_reads_see_every_commit_at_once(mp_connect):
+    """A read on a worker sees every commit made before it starts, as a local one does."""
     writer = mp_connect()
-    writer.execute("create table t(x)")
-    writer.commit()
-    reader = mp_connect(local_reads=False)
-    for i in range(1, 6):
-        writer.execute("insert into t values (?)", (i,))
-        writer.commit()
-        assert reader.execute("select count(*) from t").fetchone() == (i,)
-
-
-def test_local_reads_on_reads_see_commits_at_once(mp_connect):
-    """Reads in the calling thread see every commit made before they start."""
-    writer = mp_connect(local_reads=False)
-    writer.execute("create table t(x)")
-    writer.commit()
+    fill_big(writer)
     reader = mp_connect()
-    for i in range(1, 30):
-        writer.execute("insert into t values (?)", (i,))
+    sql = "select x from big"
+    mark_heavy(reader, sql)
+    for i in range(1, 6):
+        writer.execute("insert into big values (?, 'more')", (-i,))
         writer.commit()
-        assert reader.execute("select count(*) from t").fetchone() == (i,)
+        before = reader.pool_status()["offloaded_statements"]
+        assert len(reader.execute(sql).fetchall()) == BIG + i
+        assert reader.pool_status()["offloaded_statements"] == before + 1
 
 
-def test_memory_database_gets_one_worker_even_if_more_asked(mp_connect):
-    assert mp_connect(":memory:", workers=3).pool_status()["size"] == 1
+def test_memory_database_gets_no_pool_even_if_workers_asked(mp_connect):
+    assert mp_connect(":memory:", workers=3).pool_status()["size"] == 0
 
 
-def test_interrupt_reaches_statement_in_worker(mp_connect):
-    """interrupt() from another thread stops a query running in a worker process."""
-    conn = mp_connect(local_reads=False)
-    assert_interrupt_stops_endless_query(conn)
-    assert conn.pool_status()["restarts"] == 0
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])
+def test_workers_must_be_a_positive_integer(mpsqlite, db_path, workers):
+    with pytest.raises(ValueError, match="workers"):
+        mpsqlite.connect(str(db_path), workers=workers)
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+def test_max_write_seconds_must_be_positive(mpsqlite, db_path, seconds):
+    with pytest.raises(ValueError, match="max_write_seconds"):
+        mpsqlite.connect(str(db_path), max_write_seconds=seconds)
+
+
+def test_unknown_option_is_a_type_error_like_sqlite3(dbapi, db_path):
+    with pytest.raises(TypeError):
+        dbapi.connect(str(db_path), no_such_option=1)
+
+
+def test_check_same_thread_defaults_to_true_as_in_sqlite3(connect):
+    conn = connect()
+    out: list = []
+
+    def _use() -> None:
+        try:
+            conn.execute("select 1")
+            out.append("no error")
+        except sqlite3.ProgrammingError as exc:
+            out.append(str(exc))
+
+    thread = threading.Thread(target=_use)
+    thread.start()
+    thread.join(30)
+    assert len(out) == 1 and "thread" in out[0]
+
+
+def test_positional_arguments_as_sqlite3(dbapi, db_path):
+    """connect(database, timeout, detect_types, isolation_level, check_same_thread, ...)."""
+    conn = dbapi.connect(str(db_path), 0.5, 0, None, False)
+    try:
+        assert conn.isolation_level is None
+        conn.execute("create table t(x)")
+        conn.execute("insert into t values (1)")
+        assert not conn.in_transaction  # autocommit, as isolation_level=None asks
+        out: list = []
+        thread = threading.Thread(target=lambda: out.append(conn.execute("select 1").fetchone()))
+        thread.start()
+        thread.join(30)
+        assert out == [(1,)]  # check_same_thread=False
+    finally:
+        conn.close()
+
+
+def test_factory_gets_the_arguments_as_sqlite3_gives_them(dbapi, db_path):
+    seen: dict = {}
+
+    class Recording(dbapi.Connection):
+        def __init__(self, *args, **kwargs):
+            seen["args"], seen["kwargs"] = args, dict(kwargs)
+            super().__init__(*args, **kwargs)
+
+    conn = dbapi.connect(str(db_path), timeout=2.0, factory=Recording)
+    try:
+        assert type(conn) is Recording
+        assert seen["args"] == (str(db_path),)
+        assert seen["kwargs"] == {"timeout": 2.0, "factory": Recording}
+        conn.execute("create table t(x)")
+    finally:
+        conn.close()
+
+
+def test_uri_with_escaped_query_characters(mp_connect, tmp_path):
+    import urllib.parse
+
+    uri = f"file:{urllib.parse.quote(str(tmp_path))}/a%3Fb%23c.db?mode=rwc"
+    conn = mp_connect(uri, uri=True)
+    fill_big(conn)
+    assert len(offload(conn, "select x from big")) == BIG
+    assert (tmp_path / "a?b#c.db").exists()
+
+
+def test_read_only_uri_is_served_and_refuses_writes_as_sqlite3(mp_connect, db_path):
+    setup = mp_connect()
+    fill_big(setup)
+    setup.close()
+    uri = f"file:{db_path}?mode=ro"
+    conn = mp_connect(uri, uri=True)
+    assert len(offload(conn, "select x from big")) == BIG
+    with closing(sqlite3.connect(uri, uri=True)) as reference:
+        with pytest.raises(sqlite3.OperationalError) as expected:
+            reference.execute("insert into big values (-1, 'x')")
+        with pytest.raises(sqlite3.OperationalError) as got:
+            conn.execute("insert into big values (-1, 'x')")
+        assert str(got.value) == str(expected.value)
+        assert conn.in_transaction == reference.in_transaction
+    conn.rollback()
+    assert conn.pool_status()["writer_busy"] is False
+
+
+def test_interrupt_reaches_a_statement_on_a_worker(mp_connect, tmp_path):
+    """interrupt() from another thread stops an offloaded query inside its worker process;
+    the worker survives it."""
+    conn = mp_connect(check_same_thread=False)
+    conn.create_function("spin", 2, spinner())
+    assert conn.execute(COUNT_SPIN, (2000, "")).fetchone() == (2000,)  # heavy by CPU
+    assert conn.pool_status()["heavy_statements"] == 1
+    assert conn.execute(COUNT_SPIN, (2000, "")).fetchone() == (2000,)  # on a worker
+    assert conn.pool_status()["offloaded_statements"] == 1
+    (pid,) = worker_pids(conn)
+    marker = tmp_path / "running"
+    errors: list[BaseException] = []
+
+    def _endless() -> None:
+        try:
+            conn.execute(COUNT_SPIN, (10**12, str(marker))).fetchall()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    runner = threading.Thread(target=_endless, daemon=True)
+    runner.start()
+    assert int(wait_for_file(marker)) == pid  # running, in the worker
+    conn.interrupt()
+    runner.join(30)
+    assert not runner.is_alive(), "interrupt() did not reach the worker"
+    assert len(errors) == 1 and isinstance(errors[0], sqlite3.OperationalError)
+    assert "interrupted" in str(errors[0])
+    assert conn.execute(COUNT_SPIN, (2000, "")).fetchone() == (2000,)
+    status = conn.pool_status()
+    assert status["restarts"] == 0 and worker_pids(conn) == {pid}
+    # three runs reached the worker; the interrupted one is its error, not a served read
+    assert (status["statements"], status["errors"], status["offloaded_statements"]) == (3, 1, 2)

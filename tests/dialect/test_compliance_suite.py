@@ -22,12 +22,9 @@ SUITE_DIR = Path(__file__).parent / "suite"
 #: name -> --db option (a [db] entry of setup.cfg)
 CONFIGS = {
     "stock sqlite://": "sqlite",
-    "mpsqlite workers=3": "mpsqlite",
-    "mpsqlite workers=1": "mpsqlite_one_worker",
+    "mpsqlite file": "mpsqlite",
     "mpsqlite :memory:": "mpsqlite_memory",
 }
-
-_TEMP_REASON = "TEMP objects live in one worker"
 
 
 def _run_suite(db: str, workdir: Path) -> dict[str, tuple[str, str]]:
@@ -85,21 +82,12 @@ def test_suite_has_no_failures(suite_results: dict, name: str) -> None:
 
 
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("name", ["mpsqlite workers=1", "mpsqlite :memory:"])
+@pytest.mark.parametrize("name", ["mpsqlite file", "mpsqlite :memory:"])
 def test_passes_everything_stock_sqlite_passes(suite_results: dict, name: str) -> None:
     missing = _with(suite_results["stock sqlite://"], "passed") - _with(
         suite_results[name], "passed"
     )
     assert not missing, sorted(missing)
-
-
-@pytest.mark.timeout(3600)
-def test_several_workers_miss_only_temp_object_tests(suite_results: dict) -> None:
-    """With workers > 1, the only stock passes not passed are skips for TEMP objects."""
-    mp = suite_results["mpsqlite workers=3"]
-    missing = _with(suite_results["stock sqlite://"], "passed") - _with(mp, "passed")
-    unexplained = {t: mp.get(t) for t in missing if _TEMP_REASON not in mp.get(t, ("", ""))[1]}
-    assert not unexplained, unexplained
 
 
 @pytest.mark.timeout(3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -29,8 +30,12 @@ def test_dialect_is_a_pysqlite_subclass_with_mpsqlite_as_dbapi(engine) -> None:
     assert dialect.supports_statement_cache is True
     assert (engine.name, engine.driver) == ("sqlite", "mpsqlite")
     with engine.connect() as conn:
-        assert isinstance(conn.connection.dbapi_connection, mpsqlite.Connection)
-        assert not isinstance(conn.connection.dbapi_connection, sqlite3.Connection)
+        raw = conn.connection.dbapi_connection
+        # mpsqlite's connection is a sqlite3 connection, but mpsqlite's own subclass
+        assert isinstance(raw, mpsqlite.Connection)
+        assert isinstance(raw, sqlite3.Connection)
+        assert type(raw) is not sqlite3.Connection
+        assert raw.pool_status()["database"] == str(engine.url.database)
 
 
 def test_workers_from_url_sizes_the_pool(make_engine, pool_of) -> None:
@@ -83,7 +88,39 @@ def test_uri_mode_passes_sqlite_uri_parameters(tmp_path: Path) -> None:
     url = make_url(f"sqlite+mpsqlite:///file:{tmp_path / 'x.db'}?mode=ro&uri=true&workers=2")
     args, kwargs = dialect.create_connect_args(url)
     assert args == [f"file:{tmp_path / 'x.db'}?mode=ro"]
-    assert kwargs == {"uri": True, "workers": 2}
+    assert kwargs == {"uri": True, "workers": 2, "check_same_thread": False}
+
+
+def test_check_same_thread_defaults_as_stock_pysqlite(tmp_path: Path) -> None:
+    """A file database's QueuePool hands connections between threads; :memory: does not."""
+    dialect = MPSQLiteDialect(dbapi=mpsqlite)
+    _, kwargs = dialect.create_connect_args(make_url(f"sqlite+mpsqlite:///{tmp_path / 'x.db'}"))
+    assert kwargs["check_same_thread"] is False
+    _, kwargs = dialect.create_connect_args(make_url("sqlite+mpsqlite://"))
+    assert "check_same_thread" not in kwargs
+    url = make_url(f"sqlite+mpsqlite:///{tmp_path / 'x.db'}?check_same_thread=true")
+    assert dialect.create_connect_args(url)[1]["check_same_thread"] is True
+
+
+def test_file_engine_connection_can_move_between_threads(make_engine) -> None:
+    engine = make_engine(pool_size=1, max_overflow=0)
+    with engine.connect() as conn:
+        conn.execute(text("create table t (v)"))
+        conn.commit()
+        first = conn.connection.dbapi_connection
+    seen: list = []
+
+    def other_thread() -> None:
+        with engine.connect() as conn:  # the same pooled DBAPI connection, another thread
+            seen.append(conn.connection.dbapi_connection is first)
+            conn.execute(text("insert into t values (1)"))
+            conn.commit()
+            seen.append(conn.execute(text("select v from t")).scalar())
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join(60)
+    assert seen == [True, 1]
 
 
 def test_relative_path_is_made_absolute(tmp_path: Path, monkeypatch) -> None:

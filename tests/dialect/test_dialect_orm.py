@@ -167,7 +167,7 @@ def test_large_binary_memoryview_parameter(orm_engine) -> None:
         assert conn.scalar(select(Book.cover).where(Book.title == "mv")) == payload
 
 
-def test_regexp_and_floor_run_in_the_workers(orm_engine) -> None:
+def test_regexp_and_floor(orm_engine) -> None:
     with orm_engine.connect() as conn:
         titles = conn.scalars(
             select(Book.title).where(Book.title.regexp_match(r"^book2\.[13]$")).order_by(Book.id)
@@ -177,22 +177,32 @@ def test_regexp_and_floor_run_in_the_workers(orm_engine) -> None:
 
 
 def test_workers_register_the_dialect_functions_without_importing_sqlalchemy(
-    orm_engine,
+    orm_engine, pool_of
 ) -> None:
     # SQLAlchemy in every worker would double its memory and slow the first statement.
+    # A read that calls regexp() and returns many rows is run twice: the first run (in
+    # this process) proves it heavy, the second runs on a worker process, which has
+    # replayed the connection's create_function calls, the dialect's among them.
+    heavy = (
+        "with recursive r(i) as (select 1 union all select i + 1 from r where i < 4000) "
+        "select i, sqlalchemy_loaded(), process_id() from r "
+        "where ('n' || i) regexp '[02468]$' order by i"
+    )
     raw = orm_engine.raw_connection()
     try:
         con = raw.driver_connection
         con.create_function("sqlalchemy_loaded", 0, lambda: "sqlalchemy" in sys.modules)
         con.create_function("process_id", 0, os.getpid)
-        con.execute("begin")  # pins one worker: the probes run there, not in this process
-        try:
-            assert con.execute("select 'abc' regexp 'b.$'").fetchone() == (1,)
-            loaded, pid = con.execute("select sqlalchemy_loaded(), process_id()").fetchone()
-        finally:
-            con.rollback()
-        assert pid != os.getpid()
-        assert loaded == 0
+        here = con.execute(heavy).fetchall()
+        assert here[:2] == [(2, 1, os.getpid()), (4, 1, os.getpid())]
+        offloaded = pool_of()["offloaded_statements"]
+        there = con.execute(heavy).fetchall()
+        assert pool_of()["offloaded_statements"] == offloaded + 1
+        assert [i for i, _, _ in there] == list(range(2, 4001, 2))  # regexp ran there
+        pids = {pid for _, _, pid in there}
+        assert len(pids) == 1 and os.getpid() not in pids
+        assert pids <= {w["pid"] for w in pool_of()["workers"]}
+        assert {loaded for _, loaded, _ in there} == {0}
     finally:
         raw.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import sqlite3
@@ -68,42 +67,83 @@ def test_threaded_sessions_lose_no_update(make_engine, pool_of, pool_args) -> No
     assert sorted(per_thread) == [(i, ROUNDS) for i in range(THREADS)]
     status = pool_of()
     assert status["errors"] == 0
-    assert all(w["state"] != "pinned" for w in status["workers"])
+    # every write transaction passed the writer gate, one at a time, and none is left in it
+    assert status["writer_grants"] >= THREADS * ROUNDS
+    assert (status["writer_busy"], status["writer_waiting"]) == (False, 0)
+    assert status["commits"] >= THREADS * ROUNDS and status["fsyncs"] >= 1
     assert engine.pool.checkedout() == 0
 
 
-def test_autocommit_reads_run_on_several_workers_at_once(make_engine, pool_of) -> None:
-    # this test is about the workers: keep mpsqlite's in-thread cheap reads out of it
-    local = "local_reads" in inspect.signature(mpsqlite.connect).parameters
-    engine = make_engine("local_reads=false" if local else "", isolation_level="AUTOCOMMIT")
-    slow = text(
-        "with recursive r(i) as (select 1 union all select i + 1 from r where i < 400000) "
-        "select count(*) from r"
-    )
-    with engine.connect() as conn:  # warm up: pool and workers started
-        conn.execute(text("select 1"))
-    before = {w["pid"]: w["statements"] for w in pool_of()["workers"]}
-    barrier = threading.Barrier(3)
+#: A read mpsqlite judges GIL-heavy: it returns more rows (fetched with fetchall or
+#: fetchmany) than mpsqlite's threshold (1000), and more than a worker sends in its
+#: first reply (1024), so that an unfinished result keeps its worker leased.
+HEAVY_ROWS = 50_000
+heavy = text(
+    "with recursive r(i) as (select 1 union all select i + 1 from r where i < "
+    f"{HEAVY_ROWS}) select i from r"
+)
 
-    def read(_: int) -> None:
+
+def _offload_heavy_read(engine) -> None:
+    """Run ``heavy`` twice: the first run (in this process) marks it heavy, the second
+    runs on a worker process."""
+    for _ in range(2):
         with engine.connect() as conn:
-            barrier.wait(30)
-            assert conn.execute(slow).scalar() == 400000
+            assert len(conn.execute(heavy).all()) == HEAVY_ROWS
 
-    assert _run_threads(read, 3) == []
-    after = {w["pid"]: w["statements"] for w in pool_of()["workers"]}
-    used = [pid for pid in after if after[pid] > before.get(pid, 0)]
-    assert len(used) >= 2
+
+def _worker_pids(status: dict) -> set[int]:
+    return {w["pid"] for w in status["workers"]}
+
+
+def test_no_worker_runs_until_a_read_proves_heavy(make_engine, pool_of) -> None:
+    engine = make_engine()
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(counter.insert().values(id=1, n=0))
+    with engine.connect() as conn:
+        assert conn.execute(select(counter.c.n)).scalar() == 0
+    status = pool_of()
+    assert status["workers"] == []
+    assert status["offloaded_statements"] == 0 and status["local_statements"] > 0
+
+
+def test_heavy_autocommit_reads_run_on_several_workers_at_once(make_engine, pool_of) -> None:
+    engine = make_engine(isolation_level="AUTOCOMMIT")
+    _offload_heavy_read(engine)
+    status = pool_of()
+    assert status["offloaded_statements"] >= 1
+    assert status["heavy_statements"] >= 1
+    assert _worker_pids(status) and os.getpid() not in _worker_pids(status)
+
+    # Two unfinished heavy results at once: each holds a worker until it is read.
+    with engine.connect() as first, engine.connect() as second:
+        offloaded = pool_of()["offloaded_statements"]
+        one = first.execute(heavy)
+        two = second.execute(heavy)
+        assert (one.fetchone(), two.fetchone()) == ((1,), (1,))
+        status = pool_of()
+        assert status["offloaded_statements"] == offloaded + 2
+        leased = {w["pid"] for w in status["workers"] if w["state"] == "leased"}
+        assert len(leased) == 2 and os.getpid() not in leased
+        assert len(one.all()) == len(two.all()) == HEAVY_ROWS - 1
+    assert {w["state"] for w in pool_of()["workers"]} == {"idle"}
 
 
 def _wait_gone(pid: int) -> None:
+    """Wait until a killed worker has wholly exited: its threads gone, its sockets closed.
+
+    A multi-threaded process shows as a zombie ("Z") as soon as its main thread exits,
+    while its other threads may still be exiting and holding its file descriptors."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().split()[2] in ("Z", "X"):
-                    return
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            threads = len(os.listdir(f"/proc/{pid}/task"))
         except FileNotFoundError:
+            return
+        if state in ("Z", "X") and threads <= 1:
             return
         time.sleep(0.05)
     raise AssertionError(f"worker {pid} still running")
@@ -111,19 +151,52 @@ def _wait_gone(pid: int) -> None:
 
 def test_dead_worker_invalidates_and_pool_recovers(engine, pool_of) -> None:
     metadata.create_all(engine)
+    # Another connection stays open throughout, as in any busy application, so the
+    # database's counters live on while the killed worker's connection is replaced.
+    bystander = engine.connect()
+    bystander.execute(select(counter)).all()
+    _offload_heavy_read(engine)  # a worker now exists and serves `heavy`
+    restarts = pool_of()["restarts"]
     with engine.connect() as conn:
-        conn.execute(counter.insert())  # the first write pins the transaction's worker
-        pinned = [w["pid"] for w in pool_of()["workers"] if w["state"] == "pinned"]
-        assert len(pinned) == 1
-        os.kill(pinned[0], signal.SIGKILL)
-        _wait_gone(pinned[0])
+        result = conn.execute(heavy)
+        assert result.fetchone() == (1,)  # the rest of the result is still in the worker
+        leased = [w["pid"] for w in pool_of()["workers"] if w["state"] == "leased"]
+        assert len(leased) == 1 and leased[0] != os.getpid()
+        os.kill(leased[0], signal.SIGKILL)
+        _wait_gone(leased[0])
         with pytest.raises(exc.OperationalError) as caught:
-            conn.execute(select(counter)).all()
+            result.all()
         assert caught.value.connection_invalidated
+        assert isinstance(caught.value.orig, mpsqlite.WorkerDied)
         assert "worker process" in str(caught.value)
+        assert conn.invalidated
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(counter)).scalar() == 0
-    assert pinned[0] not in [w["pid"] for w in pool_of()["workers"]]
+        assert len(conn.execute(heavy).all()) == HEAVY_ROWS  # on a fresh worker
+    status = pool_of()
+    assert leased[0] not in _worker_pids(status)
+    assert status["restarts"] == restarts + 1
+    assert _worker_pids(status) and os.getpid() not in _worker_pids(status)
+    assert bystander.execute(select(counter)).all() == []  # never invalidated
+    bystander.close()
+
+
+def test_idle_worker_killed_between_statements_is_replaced(engine, pool_of) -> None:
+    """A worker that died while idle is noticed before it is lent: nobody sees an error."""
+    with engine.connect() as conn:
+        for _ in range(2):
+            assert len(conn.execute(heavy).all()) == HEAVY_ROWS
+        status = pool_of()
+        (idle,) = [w["pid"] for w in status["workers"] if w["state"] == "idle"]
+        os.kill(idle, signal.SIGKILL)
+        _wait_gone(idle)
+        offloaded = status["offloaded_statements"]
+        assert len(conn.execute(heavy).all()) == HEAVY_ROWS
+        assert not conn.invalidated
+        status = pool_of()
+        assert status["offloaded_statements"] == offloaded + 1  # on a new worker
+        assert idle not in _worker_pids(status) and _worker_pids(status)
+        assert status["restarts"] == 1
 
 
 def test_closed_dbapi_connection_is_a_disconnect(engine) -> None:

@@ -1,20 +1,32 @@
-"""Transaction control: explicit BEGIN, worker pinning, SAVEPOINT, DDL, isolation levels."""
+"""Transaction control: explicit BEGIN, the writer gate, SAVEPOINT, DDL, isolation levels."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, exc, inspect, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, event, exc, inspect, select, text
 from sqlalchemy.orm import Session
 
 metadata = MetaData()
 item = Table("item", metadata, Column("id", Integer, primary_key=True), Column("n", Integer))
 
 
-def _pinned(status: dict) -> list[int]:
-    return [w["pid"] for w in status["workers"] if w["state"] == "pinned"]
+def _in_gate(status: dict) -> bool:
+    """Whether some connection to the database holds mpsqlite's writer gate."""
+    return status["writer_busy"]
+
+
+def _wait_for(predicate, what: str) -> None:
+    """Poll ``predicate`` (no timing is asserted: the deadline only stops a hang)."""
+    deadline = time.monotonic() + 30
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -31,18 +43,59 @@ def items(engine):
     return engine
 
 
-def test_session_is_pinned_from_first_write_to_commit(items, pool_of) -> None:
+def test_session_holds_the_writer_gate_from_first_write_to_commit(items, pool_of) -> None:
     """begin=write (default): reads before the first write run outside the transaction."""
     with Session(items) as session:
         session.execute(select(item)).all()
-        assert _pinned(pool_of()) == []
+        assert not _in_gate(pool_of())
+        grants = pool_of()["writer_grants"]
         session.execute(item.insert().values(n=1))
-        pinned = _pinned(pool_of())
-        assert len(pinned) == 1
-        session.execute(select(item)).all()
-        assert _pinned(pool_of()) == pinned
+        assert _in_gate(pool_of())
+        assert session.execute(select(item.c.n)).scalars().all() == [1]  # sees its own write
+        assert _in_gate(pool_of())
         session.commit()
-        assert _pinned(pool_of()) == []
+        status = pool_of()
+        assert not _in_gate(status)
+        assert status["writer_grants"] == grants + 1
+        assert status["commits"] >= 1 and status["fsyncs"] >= 1
+
+
+def test_writers_queue_in_the_gate_first_come_first_served(make_engine, pool_of) -> None:
+    """A second session's write waits until the first commits, a third after the second;
+    their reads before their first write see committed data only."""
+    items = make_engine("timeout=60")
+    metadata.create_all(items)
+    seen: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            with Session(items) as session:
+                seen[n] = session.execute(select(item.c.n)).scalars().all()
+                session.execute(item.insert().values(n=n))  # waits in the gate
+                session.commit()
+        except BaseException as err:  # noqa: BLE001 - reported by the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in (2, 3)]
+    with Session(items) as first:
+        first.execute(item.insert().values(n=1))
+        assert _in_gate(pool_of())
+        threads[0].start()
+        _wait_for(lambda: pool_of()["writer_waiting"] == 1, "the second writer to queue")
+        threads[1].start()
+        _wait_for(lambda: pool_of()["writer_waiting"] == 2, "the third writer to queue")
+        assert threads[0].is_alive() and threads[1].is_alive()  # both still waiting
+        assert seen == {2: [], 3: []}  # the first session's write is not committed
+        first.commit()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    with items.connect() as conn:
+        assert conn.execute(select(item.c.n).order_by(item.c.id)).scalars().all() == [1, 2, 3]
+    status = pool_of()
+    assert (status["writer_waiting"], status["writer_busy"]) == (0, False)
+    assert status["writer_wait_seconds"] > 0
 
 
 def test_read_only_sessions_run_side_by_side(items) -> None:
@@ -54,19 +107,43 @@ def test_read_only_sessions_run_side_by_side(items) -> None:
         assert second.execute(select(item.c.n)).scalars().all() == [1]
 
 
-def test_deferred_session_is_pinned_from_first_statement_to_commit(make_engine, pool_of):
+def test_deferred_session_reads_one_snapshot_and_takes_the_gate_at_its_first_write(
+    make_engine, pool_of
+):
+    """begin=deferred: BEGIN before the first statement, so the session's reads share one
+    snapshot; as in sqlite3, the writer gate comes with the first write."""
     items = make_engine("begin=deferred")
     metadata.create_all(items)
-    with Session(items) as session:
-        assert _pinned(pool_of()) == []
-        session.execute(select(item)).all()
-        pinned = _pinned(pool_of())
-        assert len(pinned) == 1
+    with Session(items) as session, items.connect() as other:
+        grants = pool_of()["writer_grants"]
+        assert session.execute(select(item)).all() == []
+        assert not _in_gate(pool_of())  # a reading transaction leaves writers alone
+        other.execute(item.insert().values(n=7))
+        other.commit()
+        assert session.execute(select(item)).all() == []  # still its own snapshot
+        session.rollback()
         session.execute(item.insert().values(n=1))
-        session.execute(select(item)).all()
-        assert _pinned(pool_of()) == pinned
+        assert _in_gate(pool_of())
         session.commit()
-        assert _pinned(pool_of()) == []
+        status = pool_of()
+        assert not _in_gate(status)
+        assert status["writer_grants"] == grants + 2  # other's insert, then the session's
+
+
+def test_immediate_session_holds_the_writer_gate_from_first_statement_to_commit(
+    make_engine, pool_of
+):
+    items = make_engine("begin=immediate")
+    metadata.create_all(items)
+    with Session(items) as session:
+        grants = pool_of()["writer_grants"]
+        session.execute(select(item)).all()
+        assert _in_gate(pool_of())
+        session.execute(item.insert().values(n=1))
+        session.commit()
+        status = pool_of()
+        assert not _in_gate(status)
+        assert status["writer_grants"] == grants + 1  # one transaction, one grant
 
 
 def test_temp_table_lives_for_the_whole_transaction(items) -> None:
@@ -75,6 +152,19 @@ def test_temp_table_lives_for_the_whole_transaction(items) -> None:
         for v in range(10):
             conn.execute(text("insert into scratch values (:v)"), {"v": v})
             assert conn.execute(text("select count(*) from scratch")).scalar() == v + 1
+
+
+def test_temp_table_outlives_the_transaction_on_its_connection(make_engine) -> None:
+    """Each mpsqlite connection is one SQLite connection: TEMP objects persist on it."""
+    items = make_engine(pool_size=1, max_overflow=0)
+    with items.begin() as conn:
+        conn.execute(text("create temp table scratch (v)"))
+        conn.execute(text("insert into scratch values (1)"))
+    with items.connect() as conn:  # the same pooled DBAPI connection, a new transaction
+        assert conn.execute(text("select v from scratch")).scalars().all() == [1]
+        conn.execute(text("insert into scratch values (2)"))
+        conn.commit()
+        assert conn.execute(text("select count(*) from scratch")).scalar() == 2
 
 
 def test_uncommitted_writes_stay_private(items, observer) -> None:
@@ -144,7 +234,7 @@ def test_ddl_is_transactional(engine) -> None:
 def test_autocommit_commits_each_statement_and_pins_nothing(items, observer, pool_of) -> None:
     with items.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(item.insert().values(n=5))
-        assert _pinned(pool_of()) == []
+        assert not _in_gate(pool_of())  # the statement's own transaction has ended
         assert observer.execute("select n from item").fetchall() == [(5,)]
         conn.rollback()
     assert observer.execute("select n from item").fetchall() == [(5,)]
@@ -181,15 +271,29 @@ def test_isolation_levels(make_engine) -> None:
 
 
 def test_checkin_rollback_costs_no_round_trip(items, pool_of) -> None:
+    """The pool's rollback on check-in sends nothing to SQLite when no transaction is open."""
+    traced: list[str] = []
+
+    @event.listens_for(items, "connect")
+    def trace(dbapi_connection, _record) -> None:
+        dbapi_connection.set_trace_callback(traced.append)
+
+    items.dispose()  # new connections, traced from the start
     with items.connect() as conn:
         conn.execute(select(item)).all()
         conn.commit()
-        after_commit = pool_of()["statements"]
-    assert pool_of()["statements"] == after_commit
+    assert any("FROM item" in sql for sql in traced)
+    traced.clear()
+    grants = pool_of()["writer_grants"]
     for _ in range(20):
         with items.connect():
             pass
-    assert pool_of()["statements"] == after_commit
+    assert traced == []
+    assert pool_of()["writer_grants"] == grants
+    with items.connect() as conn:  # a transaction that wrote is rolled back for real
+        conn.execute(item.insert().values(n=1))
+    assert traced[-1] == "ROLLBACK"
+    assert not _in_gate(pool_of())
 
 
 def test_begin_immediate_takes_the_write_lock_up_front(make_engine, observer) -> None:
@@ -207,16 +311,17 @@ def test_begin_deferred_read_does_not_lock_out_writers(items, observer) -> None:
         observer.execute("insert into item (n) values (1)")
 
 
-def test_begin_driver_leaves_reads_unpinned(make_engine, pool_of, observer) -> None:
+def test_begin_driver_leaves_reads_outside_the_writer_gate(make_engine, pool_of, observer):
     engine = make_engine("begin=driver")
     metadata.create_all(engine)
     with Session(engine) as session:
         session.execute(select(item)).all()
-        assert _pinned(pool_of()) == []
+        assert not _in_gate(pool_of())
         session.execute(item.insert().values(n=1))
-        assert len(_pinned(pool_of())) == 1
+        assert _in_gate(pool_of())
         assert observer.execute("select count(*) from item").fetchone() == (0,)
         session.commit()
+    assert not _in_gate(pool_of())
     assert observer.execute("select count(*) from item").fetchone() == (1,)
 
 

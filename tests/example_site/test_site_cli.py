@@ -90,4 +90,9 @@ def test_concurrent_readers_and_writers_on_the_real_server(tmp_path: Path) -> No
     assert count_rows(db, "review") == before + len(writes)
     assert status["requests"]["errors"] == 0
     (pool_info,) = [p for p in status["pools"] if p["database"] == str(db)]
-    assert pool_info["errors"] == 0 and pool_info["statements"] > len(reads)
+    ran = pool_info["local_statements"] + pool_info["offloaded_statements"]
+    assert pool_info["errors"] == 0 and ran > len(reads)
+    # every review POST was a write transaction let through the writer gate and committed
+    assert pool_info["writer_grants"] >= len(writes)
+    assert (pool_info["writer_waiting"], pool_info["writer_busy"]) == (0, False)
+    assert pool_info["commits"] >= len(writes) and pool_info["fsyncs"] >= 1

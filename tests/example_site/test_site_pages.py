@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-from _site_support import count_rows, fetch_one
+import pytest
+from _site_support import WORKERS, count_rows, fetch_one
+from sqlalchemy import text
 from webtest import TestApp
 
 
@@ -152,22 +155,92 @@ def test_json_api_lists_and_details(app: TestApp, db_path: Path) -> None:
     assert len(one["books"]) == authors["items"][0]["books"]
 
 
-def test_status_page_reports_the_engine(app: TestApp, engine) -> None:
+def _shown(html: str, name: str) -> str:
+    """The number the status page shows in its ``data-field="name"`` element."""
+    match = re.search(rf'data-field="{name}">([^<]*)<', html)
+    assert match, f"the status page shows no {name}"
+    return match.group(1).strip()
+
+
+def _pool_section(html: str, database: str) -> str:
+    (section,) = [part for part in html.split('<section class="card pool">')[1:]
+                  if f"<code>{database}</code>" in part]
+    return section
+
+
+#: A read mpsqlite judges GIL-heavy (>= 1000 rows, fetched with fetchall); run twice, the
+#: second run goes to a worker process.
+HEAVY = text("with recursive r(i) as (select 1 union all select i + 1 from r where i < 5000) "
+             "select i from r")
+
+
+def test_status_page_reports_the_engine(app: TestApp, engine, db_path: Path) -> None:
     app.get("/books")
     res = app.get("/status")
-    data = app.get("/api/status").json
+    with engine.connect() as held:  # one connection checked out while the page is made
+        held.execute(text("select 1"))
+        data = app.get("/api/status").json
     assert data["requests"]["total"] >= 3
+    sa = data["sqlalchemy_pool"]
+    assert (sa["class"], sa["size"]) == ("QueuePool", 4)  # the conftest's pool_size
+    assert sa["checked_out"] == 1 and sa["overflow"] == 0
+    assert sa["open"] == sa["checked_in"] + 1 >= 1
+    shown = [_shown(res.text, f"sa_{n}") for n in ("size", "checked_out", "overflow")]
+    assert shown == ["4", "0", "0"]  # nothing was checked out while /status rendered
     if engine.url.get_driver_name() == "mpsqlite":
         assert data["uses_mpsqlite"] is True
-        pool = next(p for p in data["pools"] if p["database"].endswith("shop.db"))
-        assert pool["size"] == len(pool["workers"]) >= 1
-        assert pool["statements"] > 0
-        assert {w["state"] for w in pool["workers"]} <= {"idle", "busy", "pinned"}
+        (pool,) = [p for p in data["pools"] if p["database"] == str(db_path)]
+        assert pool["size"] == WORKERS
+        # the site's reads are all small: nothing has been offloaded, no worker started
+        assert pool["local_statements"] > 0
+        assert (pool["offloaded_statements"], pool["workers"], pool["statements"]) == (0, [], 0)
+        assert pool["offloaded_percent"] == 0.0
         assert "Not using mpsqlite" not in res.text
-        assert str(pool["workers"][0]["pid"]) in res.text
+        section = _pool_section(res.text, str(db_path))
+        assert "No worker processes running — every statement so far ran in the " \
+               "application's own process." in section
+        assert "<table" not in section
+        assert int(_shown(section, "local_statements").replace(",", "")) > 0
+        assert _shown(section, "offloaded_statements") == "0"
+        assert _shown(section, "workers_running") == "0"
+        assert _shown(section, "size") == str(WORKERS)
+        assert _shown(section, "writer_busy") == "free"
     else:
         assert data["uses_mpsqlite"] is False and data["pools"] == []
         assert "Not using mpsqlite" in res.text
+
+
+@pytest.mark.parametrize("engine", ["mpsqlite"], indirect=True)
+def test_status_page_shows_writes_commits_and_workers(app: TestApp, engine,
+                                                      db_path: Path) -> None:
+    for pages in (100, 200):
+        with engine.begin() as conn:
+            conn.execute(text("update book set pages = :p where id = 1"), {"p": pages})
+    for _ in range(2):  # the first run proves the read heavy, the second offloads it
+        with engine.connect() as conn:
+            assert len(conn.execute(HEAVY).all()) == 5000
+    data = app.get("/api/status").json
+    (pool,) = [p for p in data["pools"] if p["database"] == str(db_path)]
+    assert pool["writer_grants"] >= 2 and pool["writer_waiting"] == 0
+    assert pool["commits"] >= 2 and pool["fsyncs"] >= 1
+    assert pool["commits_per_fsync"] == round(pool["commits"] / pool["fsyncs"], 2)
+    assert pool["offloaded_statements"] >= 1 and pool["heavy_statements"] >= 1
+    assert 0 < pool["offloaded_percent"] < 100
+    pids = [w["pid"] for w in pool["workers"]]
+    assert pids and os.getpid() not in pids
+    assert {w["state"] for w in pool["workers"]} <= {"idle", "busy", "leased"}
+    assert pool["idle"] + pool["busy"] + pool["leased"] == len(pids)
+
+    section = _pool_section(app.get("/status").text, str(db_path))
+    assert "No worker processes running" not in section
+    rows = re.findall(r"<tr><td>(\d+)</td>", section)
+    assert sorted(map(int, rows)) == sorted(pids)
+    assert int(_shown(section, "offloaded_statements")) >= 1
+    assert int(_shown(section, "writer_grants")) >= 2
+    assert int(_shown(section, "commits")) >= 2 and int(_shown(section, "fsyncs")) >= 1
+    assert _shown(section, "commits_per_fsync") == str(pool["commits_per_fsync"])
+    assert _shown(section, "workers_running") == str(len(pids))
+    assert _shown(section, "restarts") == "0"
 
 
 def test_repeated_query_parameters_use_the_first(app: TestApp, db_path: Path) -> None:

@@ -47,7 +47,7 @@ def _params() -> list:
 
 @pytest.fixture(scope="session")
 def mpsqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One database file for all sqlite+mpsqlite tests: its worker pool starts once (slow)."""
+    """One database file for all sqlite+mpsqlite tests (emptied by ``engine`` for each)."""
     return tmp_path_factory.mktemp("mpsqlite_wsgi")
 
 

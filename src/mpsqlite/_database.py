@@ -1,0 +1,225 @@
+"""What the connections to one database file share in this process.
+
+A :class:`Database` is identified by the file's device and inode, never by
+its path, so a file deleted or replaced while connections live is a new
+database to the next ``connect()``. It holds the writer gate, group commit,
+the offload policy's memory and, once a statement needs one, the worker pool.
+Workers of a database nobody uses any more stop after ``LINGER_SECONDS``;
+one reaper thread serves every database.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from typing import Any
+
+from ._durability import GroupSync
+from ._gate import WriterGate
+from ._workers import WorkerPool
+
+LINGER_SECONDS = 10.0
+_HEAVY_LIMIT = 4096
+
+
+class Database:
+    """The gate, group commit, offload memory and workers of one file."""
+
+    def __init__(self, key: tuple, path: str, workers: int, driver: str = "sqlite3") -> None:
+        self.key = key
+        self.path = path
+        self.driver = driver
+        self.gate = WriterGate()
+        self.sync = GroupSync(path + "-wal") if driver == "sqlite3" else None
+        self.heavy: set[str] = set()  # SQL judged worth a worker
+        self.size = workers
+        self.refs = 0
+        self.idle_since = 0.0
+        self._pool: WorkerPool | None = None
+        self._lock = threading.Lock()
+        self.local_statements = 0
+        self.offloaded = 0
+
+    def pool(self) -> WorkerPool:
+        """The worker pool, created (without starting any worker) on first need."""
+        pool = self._pool
+        if pool is None or pool.closed:
+            with self._lock:
+                pool = self._pool
+                if pool is None or pool.closed:
+                    pool = self._pool = WorkerPool(self.path, self.size, self.driver)
+        return pool
+
+    @property
+    def has_workers(self) -> bool:
+        return self._pool is not None and not self._pool.closed and bool(self._pool.workers)
+
+    def resize(self, workers: int) -> None:
+        """A later connect() asked for another pool size: it applies from now on."""
+        self.size = workers
+        if self._pool is not None:
+            self._pool.size = workers
+
+    def judge(self, sql: str, heavy: bool) -> None:
+        """Remember whether ``sql`` is worth a worker next time."""
+        if heavy:
+            if len(self.heavy) >= _HEAVY_LIMIT:
+                self.heavy.clear()
+            self.heavy.add(sql)
+        else:
+            self.heavy.discard(sql)
+
+    def stop_workers(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def status(self) -> dict[str, Any]:
+        pool = self._pool
+        workers = pool.status() if pool is not None else []
+        sync = self.sync
+        return {
+            "database": self.path,
+            "size": self.size,
+            "workers": workers,
+            "waiting": pool.waiting if pool is not None else 0,
+            "writer_waiting": self.gate.waiting,
+            "writer_busy": self.gate.held,
+            "writer_grants": self.gate.grants,
+            "writer_wait_seconds": self.gate.waited,
+            "local_statements": self.local_statements,
+            "offloaded_statements": self.offloaded,
+            "statements": sum(x["statements"] for x in workers),
+            "errors": sum(x["errors"] for x in workers),
+            "restarts": pool.restarts if pool is not None else 0,
+            "commits": sync.commits if sync is not None else 0,
+            "fsyncs": sync.fsyncs if sync is not None else 0,
+            "heavy_statements": len(self.heavy),
+        }
+
+
+def _same_file(path: str, key: tuple) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == key
+
+
+class _Registry:
+    """The process's databases, with one reaper thread for idle workers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.databases: dict[tuple, Database] = {}
+        self._wake = threading.Condition(self.lock)
+        self._reaper: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def acquire(self, key: tuple, path: str, workers: int | None, driver: str) -> Database:
+        with self.lock:
+            db = self.databases.get(key)
+            if db is not None and db.refs == 0 and db.driver == "sqlite3" and not _same_file(
+                    db.path, key):
+                # Its file was deleted after the last close and the inode number reused
+                # by a new file: the lingering workers hold nothing of the new one.
+                del self.databases[key]
+                threading.Thread(target=db.stop_workers, daemon=True).start()
+                db = None
+            if db is None:
+                db = Database(key, path, workers or os.cpu_count() or 1, driver)
+                self.databases[key] = db
+            elif workers is not None and workers != db.size:
+                db.resize(workers)
+            db.refs += 1
+            return db
+
+    def release(self, db: Database) -> None:
+        with self.lock:
+            db.refs -= 1
+            if db.refs > 0:
+                return
+            db.idle_since = time.monotonic()
+            if not db.has_workers:
+                if self.databases.get(db.key) is db:
+                    del self.databases[db.key]
+                return
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(
+                    target=self._reap, name="mpsqlite-reaper", daemon=True)
+                self._reaper.start()
+            self._wake.notify()
+
+    def _reap(self) -> None:
+        with self.lock:
+            while True:
+                now = time.monotonic()
+                due = [db for db in self.databases.values()
+                       if db.refs == 0 and now - db.idle_since >= LINGER_SECONDS]
+                for db in due:
+                    del self.databases[db.key]
+                if due:
+                    self.lock.release()
+                    try:
+                        for db in due:
+                            db.stop_workers()
+                    finally:
+                        self.lock.acquire()
+                    continue
+                waits = [LINGER_SECONDS - (now - db.idle_since)
+                         for db in self.databases.values() if db.refs == 0]
+                if not waits:
+                    self._reaper = None
+                    return
+                self._wake.wait(max(min(waits), 0.01))
+
+    def status(self) -> list[dict[str, Any]]:
+        with self.lock:
+            dbs = list(self.databases.values())
+        return [db.status() for db in dbs]
+
+    def shutdown(self) -> None:
+        with self.lock:
+            dbs = list(self.databases.values())
+            for db in dbs:
+                if db.refs == 0:
+                    del self.databases[db.key]
+        for db in dbs:
+            db.stop_workers()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child never uses its parent's workers or gate state."""
+        self.lock = threading.Lock()
+        self._wake = threading.Condition(self.lock)
+        self._reaper = None
+        self.pid = os.getpid()
+        for db in self.databases.values():
+            pool = db._pool
+            if pool is not None:
+                pool.forget()
+            db._pool = None
+            db._lock = threading.Lock()
+            db.gate = WriterGate()
+            if db.sync is not None:
+                db.sync = GroupSync(db.sync.wal_path)
+        self.databases.clear()
+
+
+registry = _Registry()
+
+
+def pool_status() -> list[dict[str, Any]]:
+    """One status dict per database this process has open (or whose workers linger)."""
+    return registry.status()
+
+
+def shutdown() -> None:
+    """Stop every worker process; open connections go on, in the calling process."""
+    registry.shutdown()
+
+
+os.register_at_fork(after_in_child=registry.after_fork_in_child)
+atexit.register(shutdown)

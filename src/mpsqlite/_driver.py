@@ -1,0 +1,283 @@
+"""Another DB-API driver in place of sqlite3: ``mpsqlite.connect(db, driver="module")``.
+
+The connection's own handle is that module's connection, in the calling
+process; mpsqlite adds its writer gate (per driver and database argument)
+and offload of reads that return many rows to worker processes running the
+same driver. Group commit does not apply: mpsqlite cannot know how another
+driver makes commits durable. The driver's own exception classes arrive
+unchanged. A transaction is taken to begin at the first statement that may
+write, which is when most drivers open one implicitly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from . import _offload
+from . import _wire as w
+from ._database import registry
+from ._sql import Kind, kind
+from ._workers import WorkerDied
+
+_ids = iter(range(1, 1 << 62))
+
+
+class DriverConnection:
+    """A PEP 249 connection of another driver, with mpsqlite's writer gate and offload."""
+
+    def __init__(
+        self, database: Any, driver: str, *, timeout: float = 5.0,
+        driver_kwargs: dict[str, Any] | None = None, workers: int | None = None,
+        offload: bool = True, max_write_seconds: float | None = 30.0,
+    ) -> None:
+        self.driver = importlib.import_module(driver)
+        for name in ("Error", "Warning", "InterfaceError", "DatabaseError", "DataError",
+                     "OperationalError", "IntegrityError", "InternalError",
+                     "ProgrammingError", "NotSupportedError"):
+            if hasattr(self.driver, name):
+                setattr(self, name, getattr(self.driver, name))
+        kwargs = dict(driver_kwargs or {})
+        target = os.fsdecode(database) if isinstance(database, (bytes, os.PathLike)) else database
+        if isinstance(target, str) and os.path.exists(target):
+            target = os.path.abspath(target)
+        self._con = self.driver.connect(target, **kwargs)
+        self._args = ((target,), kwargs)
+        self._timeout = float(timeout)
+        self._max_write = max_write_seconds
+        self._offload = offload
+        self._key = next(_ids)
+        self._gate_held = False
+        self._closed = False
+        self._db = registry.acquire(
+            ("driver", driver, repr(target), repr(sorted(kwargs.items()))), str(target),
+            workers, driver)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._gate_held
+
+    def cursor(self) -> DriverCursor:
+        return DriverCursor(self)
+
+    def execute(self, sql: str, parameters: Any = None) -> DriverCursor:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any]) -> DriverCursor:
+        return self.cursor().executemany(sql, seq_of_parameters)
+
+    def _before(self, k: Kind) -> None:
+        if k is not Kind.READ and k is not Kind.EMPTY and not self._gate_held:
+            self._db.gate.acquire(self, self._timeout)
+            self._gate_held = True
+
+    def _after(self, k: Kind) -> None:
+        if k is Kind.COMMIT or k is Kind.ROLLBACK:
+            self._end()
+
+    def _end(self) -> None:
+        if self._gate_held:
+            self._gate_held = False
+            self._db.gate.release(self)
+
+    def commit(self) -> None:
+        try:
+            self._con.commit()
+        finally:
+            self._end()
+
+    def rollback(self) -> None:
+        try:
+            self._con.rollback()
+        finally:
+            self._end()
+
+    def _revoke_write(self, held: float) -> None:
+        """Another driver's connection cannot be rolled back from another thread safely."""
+
+    def pool_status(self) -> dict[str, Any]:
+        return self._db.status()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._con.close()
+        finally:
+            self._end()
+            if self._db.has_workers:
+                self._db.pool().forget_connection(self._key)
+            registry.release(self._db)
+
+    def __enter__(self) -> DriverConnection:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:
+                pass
+
+
+class DriverCursor:
+    """A cursor of a :class:`DriverConnection`: the driver's cursor, or a worker's result."""
+
+    def __init__(self, connection: DriverConnection) -> None:
+        self.connection = connection
+        self._cur = connection._con.cursor()
+        self.arraysize = 1
+        self._remote: _offload.Remote | None = None
+        self._description: Any = None
+        self._judge: str | None = None
+        self._seen = 0
+
+    @property
+    def description(self) -> Any:
+        return self._description if self._remote is not None else self._cur.description
+
+    @property
+    def rowcount(self) -> int:
+        return -1 if self._remote is not None else self._cur.rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return getattr(self._cur, "lastrowid", None)
+
+    def _reset(self) -> None:
+        r, self._remote = self._remote, None
+        if r is not None:
+            if r.finalizer is not None:
+                r.finalizer.detach()
+            r.end()
+
+    def execute(self, sql: str, parameters: Any = None) -> DriverCursor:
+        self._reset()
+        con = self.connection
+        k = kind(sql)
+        if k is Kind.READ and not con._gate_held:
+            db = con._db
+            if con._offload and sql in db.heavy and self._run_remote(sql, parameters):
+                return self
+            self._judge, self._seen = sql, 0
+            db.local_statements += 1
+        else:
+            self._judge = None
+            con._before(k)
+        if parameters is None:
+            self._cur.execute(sql)
+        else:
+            self._cur.execute(sql, parameters)
+        con._after(k)
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any]) -> DriverCursor:
+        self._reset()
+        self._judge = None
+        k = kind(sql)
+        self.connection._before(k)
+        self._cur.executemany(sql, seq_of_parameters)
+        return self
+
+    def _run_remote(self, sql: str, params: Any) -> bool:
+        if params is not None and not _offload.plain_params(params):
+            return False
+        con = self.connection
+        pool = con._db.pool()
+        h = pool.lease(min(con._timeout, _offload.LEASE_WAIT))
+        if h is None:
+            return False
+        key, blob = con._key, w.settings(con._args, [])
+        try:
+            reply = h.exchange(w.exec_request(key, 0, None if key in h.known else blob, sql,
+                                              params), con)
+            if reply[0] == w.NEED_SETTINGS:
+                reply = h.exchange(w.exec_request(key, 0, blob, sql, params), con)
+        except WorkerDied:
+            raise
+        except BaseException:
+            pool.release(h)
+            raise
+        status, payload = reply
+        if status != w.OK:
+            pool.release(h)
+            if status == w.REFUSED:
+                con._offload = False
+                return False
+            raise payload
+        h.known[key] = 0
+        description, rows, more, _ = w.read_exec_result(payload)
+        if not more:
+            pool.release(h)
+            if len(rows) < _offload.HEAVY_ROWS // 4:
+                con._db.judge(sql, False)
+        con._db.offloaded += 1
+        self._description = description
+        self._remote = _offload.Remote(rows, pool, h if more else None, None)
+        if more:
+            self._remote.finalizer = weakref.finalize(self, self._remote.end)
+        return True
+
+    def _note(self, rows: list, done: bool) -> list:
+        if self._judge is not None:
+            self._seen += len(rows)
+            if self._seen >= _offload.HEAVY_ROWS:
+                self.connection._db.judge(self._judge, True)
+                self._judge = None
+            elif done:
+                self._judge = None
+        return rows
+
+    def fetchone(self) -> Any:
+        r = self._remote
+        if r is None:
+            return self._cur.fetchone()
+        if not r.rows and not r.fill():
+            return None
+        return r.rows.popleft()
+
+    def fetchmany(self, size: int | None = None) -> list:
+        n = self.arraysize if size is None else size
+        r = self._remote
+        if r is None:
+            rows = self._cur.fetchmany(n)
+            return self._note(rows, len(rows) < n)
+        out: list = []
+        while len(out) < n and (r.rows or r.fill()):
+            out.append(r.rows.popleft())
+        return out
+
+    def fetchall(self) -> list:
+        r = self._remote
+        if r is None:
+            return self._note(self._cur.fetchall(), True)
+        out = list(r.rows)
+        r.rows.clear()
+        while r.handle is not None:
+            r.fill()
+            out.extend(r.rows)
+            r.rows.clear()
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchone, None)
+
+    def close(self) -> None:
+        self._reset()
+        self._cur.close()
+
+    def setinputsizes(self, sizes: Any) -> None:
+        """Accepted and ignored, as PEP 249 allows."""
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        """Accepted and ignored, as PEP 249 allows."""

@@ -1,0 +1,120 @@
+"""The writer gate: one write transaction at a time per database file, first come first served.
+
+Writers wait here, up to their connection's ``timeout``, instead of colliding
+inside SQLite and failing with ``database is locked``. While they wait they
+offer the holder to give its turn back (its ``max_write_seconds`` decides), so
+one forgotten transaction cannot stop every other writer. The gate holds its
+owner weakly: a connection dropped without ``close()`` gives its turn on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Protocol
+
+_POLL = 0.05
+
+
+class Holder(Protocol):
+    """What the gate needs of a holder: a way to take its transaction back."""
+
+    def _revoke_write(self, limit: float) -> None: ...
+
+
+class _Waiter:
+    """A queued writer: ``ready`` is taken at birth and released to grant the gate
+    (one futex wake; an Event would cost a Condition's several lock hand-offs)."""
+
+    __slots__ = ("owner", "ready", "granted")
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.granted = False
+
+
+class WriterGate:
+    """A FIFO lock with timeouts and revocation of idle, overdue holders."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+        self._owner: weakref.ref[Any] | None = None
+        self.since = 0.0
+        self.grants = 0
+        self.waited = 0.0
+
+    @property
+    def owner(self) -> Holder | None:
+        ref = self._owner
+        return ref() if ref is not None else None
+
+    @property
+    def held(self) -> bool:
+        return self._owner is not None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def acquire(self, owner: Holder, timeout: float) -> None:
+        """Wait until ``owner`` holds the gate; OperationalError after ``timeout``."""
+        with self._lock:
+            if self._owner is None and not self._waiters:
+                self._owner, self.since = weakref.ref(owner), time.monotonic()
+                self.grants += 1
+                return
+            waiter = _Waiter(owner)
+            self._waiters.append(waiter)
+        start = time.monotonic()
+        deadline = start + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if waiter.ready.acquire(timeout=min(max(remaining, 0.0), _POLL)):
+                self.waited += time.monotonic() - start
+                return
+            self._revoke_overdue()
+            if remaining <= 0:
+                with self._lock:
+                    if waiter.granted:
+                        return
+                    self._waiters.remove(waiter)
+                raise sqlite3.OperationalError("database is locked")
+
+    def release(self, owner: Holder) -> None:
+        """Hand the gate to the longest waiter, if ``owner`` holds it (or its holder is gone:
+        a connection collected without close() releases from its finalizer)."""
+        with self._lock:
+            if self._owner is None:
+                return
+            current = self._owner()
+            if current is not owner and current is not None:
+                return
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            self._owner, self.since = weakref.ref(waiter.owner), time.monotonic()
+            self.grants += 1
+            waiter.owner = None
+            waiter.ready.release()
+        else:
+            self._owner = None
+
+    def _revoke_overdue(self) -> None:
+        ref = self._owner
+        owner = ref() if ref is not None else None
+        if owner is None:
+            if ref is not None:
+                with self._lock:  # the holder was collected without releasing
+                    if self._owner is ref:
+                        self._hand_on()
+            return
+        owner._revoke_write(time.monotonic() - self.since)

@@ -1,0 +1,90 @@
+"""What the connections to one database file share in a process, and how a file is told
+apart: by device and inode, never by its name. Seen through ``mpsqlite.pool_status()``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+import mpsqlite
+from mpsqlite import _database
+from tests.core._heavy import BIG, fill_big, offload
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _entries(path) -> list[dict]:
+    return [s for s in mpsqlite.pool_status() if s["database"] == str(path)]
+
+
+def _plain_db(path, value: str) -> None:
+    with closing(sqlite3.connect(path)) as plain:
+        plain.execute("create table big(x integer primary key, s text)")
+        plain.executemany("insert into big values (?, ?)", ((i, value) for i in range(BIG)))
+        plain.commit()
+
+
+def test_pool_status_has_one_entry_per_database(mp_connect, db_path, tmp_path):
+    first, second = mp_connect(), mp_connect()
+    other = mp_connect(tmp_path / "other.db")
+    (entry,) = _entries(db_path)
+    assert first.pool_status() == second.pool_status() == entry
+    assert [other.pool_status()] == _entries(tmp_path / "other.db")
+
+
+def test_a_database_without_workers_is_forgotten_at_its_last_close(db_path):
+    conn = mpsqlite.connect(str(db_path), workers=2)
+    conn.execute("create table t(x)")
+    conn.commit()
+    assert len(_entries(db_path)) == 1
+    conn.close()
+    assert _entries(db_path) == []
+
+
+def test_a_live_connection_keeps_reading_its_own_file_after_the_name_is_replaced(
+        mp_connect, db_path, tmp_path):
+    """sqlite3 keeps a replaced file open: its connection reads the old content. A worker
+    standing in for that connection must read the same file, not whatever the name now is."""
+    conn = mp_connect()
+    fill_big(conn)
+    _plain_db(tmp_path / "replacement.db", "new")
+    os.replace(tmp_path / "replacement.db", db_path)
+    for suffix in ("-wal", "-shm"):  # the replacement must not inherit the old WAL
+        os.unlink(f"{db_path}{suffix}")
+    sql = "select x, s from big"
+    own = [(i, f"s{i}") for i in range(BIG)]
+    assert conn.execute(sql).fetchall() == own  # in the caller: its own file
+    assert conn.execute(sql).fetchall() == own  # heavy now: wherever it runs, the same file
+
+
+def test_a_new_file_is_not_taken_for_a_deleted_one_whose_workers_linger(
+        tmp_path, monkeypatch):
+    """A file deleted after its last close, while its workers linger, frees its inode; a
+    new file may get the same number. It is another database all the same."""
+    monkeypatch.setattr(_database, "LINGER_SECONDS", 60.0)
+    first_path = tmp_path / "first.db"
+    first = mpsqlite.connect(str(first_path), workers=1)
+    fill_big(first)
+    offload(first, "select x, s from big")
+    inode = os.stat(first_path).st_ino
+    first.close()  # its worker lingers
+    first_path.unlink()
+    second_path = tmp_path / "second.db"
+    second = mpsqlite.connect(str(second_path), workers=1)
+    try:
+        if os.stat(second_path).st_ino != inode:
+            pytest.skip("the file system gave the new file another inode")
+        assert second.pool_status()["database"] == str(second_path)
+        second.execute("create table big(x integer primary key, s text)")
+        second.executemany("insert into big values (?, ?)", ((i, "second") for i in range(BIG)))
+        second.commit()
+        for _ in range(3):
+            rows = second.execute("select x, s from big").fetchall()
+            assert len(rows) == BIG and {s for _, s in rows} == {"second"}
+        assert not first_path.exists()  # nothing recreated the deleted file
+    finally:
+        second.close()
+        mpsqlite.shutdown()

@@ -1,0 +1,249 @@
+"""Group commit: in WAL mode a file connection runs at synchronous=NORMAL and a durable
+commit returns only after an fsync of the -wal file that began after the commit, shared
+with the commits that arrived meanwhile. ``PRAGMA synchronous`` reports the level asked for.
+
+``os.fsync`` is wrapped (only mpsqlite calls it from Python; SQLite syncs in C) to see which
+file is synced and to hold a sync open, so that sharing is shown without any timing."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import threading
+from contextlib import closing
+
+import pytest
+
+from tests.core._procs import wait_until
+
+#: sqlite3's own execute, for what SQLite itself runs at (mpsqlite answers PRAGMA synchronous).
+_sqlite_execute = sqlite3.Connection.execute
+
+
+class _Fsyncs:
+    """Records the files passed to os.fsync; can hold the next sync until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.paths: list[str] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.fail_with: OSError | None = None
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+            if self.fail_with is not None:
+                raise self.fail_with
+            self.entered.set()
+            assert self.release.wait(60), "a held fsync was never released"
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def hold(self) -> None:
+        self.entered.clear()
+        self.release.clear()
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    return _Fsyncs(monkeypatch)
+
+
+@pytest.fixture
+def conn(mp_connect):
+    c = mp_connect(check_same_thread=False)
+    c.execute("create table w(id integer primary key, v text)")
+    c.commit()
+    return c
+
+
+def _in_thread(call) -> tuple[threading.Thread, threading.Event, list[BaseException]]:
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def _body() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=_body, daemon=True)
+    thread.start()
+    return thread, done, errors
+
+
+def test_connection_runs_at_normal_and_reports_the_level_asked_for(conn):
+    assert conn.execute("pragma synchronous").fetchone() == (2,)
+    assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (1,)
+    assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
+
+
+def test_commit_returns_after_an_fsync_of_the_wal(conn, fsyncs, db_path):
+    before = conn.pool_status()
+    conn.execute("insert into w(v) values ('a')")
+    fsyncs.hold()
+    thread, done, errors = _in_thread(conn.commit)
+    assert fsyncs.entered.wait(30)
+    assert not done.is_set()  # commit() waits for the sync
+    with closing(sqlite3.connect(db_path)) as observer:  # committed, not yet durable
+        assert observer.execute("select v from w").fetchall() == [("a",)]
+    fsyncs.release.set()
+    thread.join(30)
+    assert errors == []
+    assert fsyncs.paths == [f"{db_path}-wal"]
+    after = conn.pool_status()
+    assert after["commits"] - before["commits"] == 1
+    assert after["fsyncs"] - before["fsyncs"] == 1
+
+
+def test_commits_made_during_a_sync_share_the_next_one(conn, mp_connect, fsyncs, db_path):
+    others = [mp_connect(check_same_thread=False) for _ in range(3)]
+    base = conn.pool_status()
+    conn.execute("insert into w(v) values ('first')")
+    fsyncs.hold()
+    first, _, first_errors = _in_thread(conn.commit)
+    assert fsyncs.entered.wait(30)
+    waiting = []
+    for i, other in enumerate(others):
+        other.execute("insert into w(v) values (?)", (f"other {i}",))
+        waiting.append(_in_thread(other.commit))
+    wait_until(lambda: conn.pool_status()["commits"] - base["commits"] == 4,
+               what="all four commits to wait for durability")
+    assert not any(done.is_set() for _, done, _ in waiting)
+    fsyncs.release.set()
+    for thread, _, errors in [(first, None, first_errors), *waiting]:
+        thread.join(30)
+        assert not thread.is_alive() and errors == []
+    status = conn.pool_status()
+    assert status["commits"] - base["commits"] == 4
+    assert status["fsyncs"] - base["fsyncs"] == 2  # the held one, then one for the three
+    assert fsyncs.paths == [f"{db_path}-wal"] * 2
+    with closing(sqlite3.connect(db_path)) as observer:
+        assert observer.execute("select count(*) from w").fetchone() == (4,)
+
+
+@pytest.mark.parametrize(
+    ("statements", "fsynced"),
+    [
+        (["insert into w(v) values ('x')", "commit()"], 1),
+        (["insert into w(v) values ('x')", "COMMIT"], 1),
+        (["insert into w(v) values ('x')", "rollback()"], 0),
+        (["insert into w(v) values ('x')", "ROLLBACK"], 0),
+        (["select count(*) from w", "commit()"], 0),
+        (["begin", "select count(*) from w", "commit"], 0),
+        (["create table u(x)"], 1),
+    ],
+    ids=["commit()", "COMMIT", "rollback()", "ROLLBACK", "read-only", "read-only-begin", "ddl"],
+)
+def test_only_what_wrote_and_committed_is_synced(conn, fsyncs, statements, fsynced):
+    before = conn.pool_status()["fsyncs"]
+    for sql in statements:
+        if sql.endswith("()"):
+            getattr(conn, sql[:-2])()
+        else:
+            conn.execute(sql)
+    assert not conn.in_transaction
+    assert conn.pool_status()["fsyncs"] - before == fsynced
+    assert len(fsyncs.paths) == fsynced
+
+
+def test_autocommit_statements_are_each_durable(mp_connect, fsyncs, db_path):
+    conn = mp_connect(isolation_level=None)
+    conn.execute("create table w(v)")
+    for i in range(3):
+        conn.execute("insert into w values (?)", (i,))
+    assert len(fsyncs.paths) == 4
+    assert conn.pool_status()["fsyncs"] == conn.pool_status()["commits"] == 4
+
+
+@pytest.mark.parametrize(
+    ("level", "reported", "fsynced"),
+    [("FULL", 2, 1), ("2", 2, 1), ("EXTRA", 3, 1), ("NORMAL", 1, 0), ("OFF", 0, 0)],
+)
+def test_synchronous_levels(conn, fsyncs, level, reported, fsynced):
+    conn.execute(f"pragma synchronous = {level}")
+    assert conn.execute("pragma synchronous").fetchone() == (reported,)
+    conn.execute("insert into w(v) values ('x')")
+    conn.commit()
+    assert len(fsyncs.paths) == fsynced
+
+
+def test_without_group_commit_sqlite_syncs_itself(mp_connect, fsyncs):
+    conn = mp_connect(group_commit=False)
+    assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (2,)
+    conn.execute("pragma synchronous = FULL")
+    conn.execute("create table w(x)")
+    conn.execute("insert into w values (1)")
+    conn.commit()
+    status = conn.pool_status()
+    assert (status["commits"], status["fsyncs"], fsyncs.paths) == (0, 0, [])
+    assert conn.execute("pragma synchronous").fetchone() == (2,)
+
+
+def test_a_failed_sync_is_reported_by_commit(conn, fsyncs):
+    conn.execute("insert into w(v) values ('x')")
+    fsyncs.fail_with = OSError(errno.EIO, "Input/output error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        conn.commit()
+    fsyncs.fail_with = None
+    assert not conn.in_transaction
+    conn.execute("insert into w(v) values ('y')")  # the connection goes on
+    conn.commit()
+
+
+def test_many_writers_all_commit_durably(mp_connect, mpsqlite, db_path):
+    setup = mp_connect()
+    setup.execute("create table w(v)")
+    setup.commit()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with closing(mpsqlite.connect(str(db_path), workers=2)) as c:
+                for _ in range(20):
+                    c.execute("insert into w values ('x')")
+                    c.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    status = setup.pool_status()
+    assert status["commits"] >= 120
+    assert 0 < status["fsyncs"] <= status["commits"]
+    with closing(sqlite3.connect(db_path)) as observer:
+        assert observer.execute("select count(*) from w").fetchone() == (120,)
+
+
+def test_synchronous_of_an_attached_database_leaves_main_alone(conn, fsyncs, tmp_path):
+    """``PRAGMA aux.synchronous`` sets aux's level, as in sqlite3; main stays durable."""
+    conn.execute("attach database ? as aux", (str(tmp_path / "aux.db"),))
+    conn.execute("pragma aux.synchronous = OFF")
+    assert conn.execute("pragma main.synchronous").fetchone() == (2,)
+    assert _sqlite_execute(conn, "pragma aux.synchronous").fetchone() == (0,)
+    conn.execute("insert into w(v) values ('x')")
+    conn.commit()
+    assert len(fsyncs.paths) == 1  # main's commit was made durable
+
+
+def test_leaving_wal_mode_gives_sqlite_back_its_own_durability(conn, fsyncs, db_path):
+    """After ``PRAGMA journal_mode=DELETE`` there is no WAL to sync: SQLite must sync itself
+    at the level asked for (FULL), not stay at the NORMAL that group commit relied on."""
+    synced_before = conn.pool_status()["fsyncs"]  # the fixture's own commit
+    assert conn.execute("pragma journal_mode = delete").fetchone() == ("delete",)
+    conn.execute("insert into w(v) values ('x')")
+    conn.commit()
+    assert not os.path.exists(f"{db_path}-wal")
+    assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (2,)
+    assert conn.execute("pragma synchronous").fetchone() == (2,)
+    # no sync counted that was not made
+    assert conn.pool_status()["fsyncs"] - synced_before == len(fsyncs.paths) == 0
