@@ -118,6 +118,10 @@ _BEGIN_SQL = {
     "exclusive": "BEGIN EXCLUSIVE",
 }
 
+_OUTSIDE_TRANSACTION = frozenset({
+    Kind.READ, Kind.EMPTY, Kind.PRAGMA_SET, Kind.SYNC_SET, Kind.SYNC_QUERY, Kind.ATTACH,
+})
+
 _DISCONNECT_FRAGMENTS = ("connection is closed", "cannot operate on a closed database")
 
 
@@ -262,8 +266,10 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
         if self._pending_begin:
             conn = cursor.connection
             if conn in self._pending_begin:
-                if self.begin_mode == "write" and kind(statement) is Kind.READ:
-                    return  # reads before the first write stay outside the transaction
+                if self.begin_mode == "write" and kind(statement) in _OUTSIDE_TRANSACTION:
+                    # reads before the first write stay outside the transaction, and so do
+                    # connection settings, which SQLite ignores or refuses inside one
+                    return
                 self._pending_begin.discard(conn)
                 # a BEGIN of the caller's own (e.g. "BEGIN IMMEDIATE") replaces ours
                 if statement.lstrip()[:5].upper() != "BEGIN":

@@ -333,3 +333,19 @@ def test_own_begin_statement_replaces_the_dialects(items, observer) -> None:
         conn.execute(item.insert().values(n=2))
         conn.commit()
     assert observer.execute("select n from item").fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize("setting", ["pragma foreign_keys = on", "pragma main.foreign_keys=1"])
+def test_a_connection_setting_inside_a_transaction_block_takes_effect(make_engine, setting):
+    """SQLite ignores PRAGMA foreign_keys inside a transaction: the pending BEGIN must not go
+    out before a connection setting (Alembic's batch tests set it so, as stock allows)."""
+    engine = make_engine()
+    with engine.begin() as conn:
+        conn.execute(text("create table p(id integer primary key)"))
+        conn.execute(text("create table c(p integer references p(id))"))
+    with engine.connect() as conn:
+        conn.execute(text(setting))
+        assert conn.execute(text("pragma foreign_keys")).scalar() == 1
+        with pytest.raises(exc.IntegrityError, match="FOREIGN KEY"):
+            conn.execute(text("insert into c values (42)"))
+        conn.rollback()
