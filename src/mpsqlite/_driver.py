@@ -21,7 +21,6 @@ from . import _offload
 from . import _wire as w
 from ._database import registry
 from ._sql import Kind, kind
-from ._workers import WorkerDied
 
 _ids = iter(range(1, 1 << 62))
 
@@ -94,6 +93,9 @@ class DriverConnection:
             self._con.rollback()
         finally:
             self._end()
+
+    def _refuse_offload(self, why: str) -> None:
+        self._offload = False
 
     def _revoke_write(self, held: float) -> None:
         """Another driver's connection cannot be rolled back from another thread safely."""
@@ -193,38 +195,12 @@ class DriverCursor:
         if params is not None and not _offload.plain_params(params):
             return False
         con = self.connection
-        pool = con._db.pool()
-        h = pool.lease(min(con._timeout, _offload.LEASE_WAIT))
-        if h is None:
+        ran = _offload.run_on_worker(con._db, con, con._key, 0, w.settings(con._args, []), sql,
+                                     params, None)
+        if ran is None:
             return False
-        key, blob = con._key, w.settings(con._args, [])
-        try:
-            reply = h.exchange(w.exec_request(key, 0, None if key in h.known else blob, sql,
-                                              params), con)
-            if reply[0] == w.NEED_SETTINGS:
-                reply = h.exchange(w.exec_request(key, 0, blob, sql, params), con)
-        except WorkerDied:
-            raise
-        except BaseException:
-            pool.release(h)
-            raise
-        status, payload = reply
-        if status != w.OK:
-            pool.release(h)
-            if status == w.REFUSED:
-                con._offload = False
-                return False
-            raise payload
-        h.known[key] = 0
-        description, rows, more, _ = w.read_exec_result(payload)
-        if not more:
-            pool.release(h)
-            if len(rows) < _offload.HEAVY_ROWS // 4:
-                con._db.judge(sql, False)
-        con._db.offloaded += 1
-        self._description = description
-        self._remote = _offload.Remote(rows, pool, h if more else None, None)
-        if more:
+        self._description, self._remote = ran
+        if self._remote.handle is not None:
             self._remote.finalizer = weakref.finalize(self, self._remote.end)
         return True
 

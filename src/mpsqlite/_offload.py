@@ -19,7 +19,6 @@ from __future__ import annotations
 import sqlite3
 import weakref
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _wire as w
@@ -220,10 +219,29 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
     if settings is None:
         return False
     key, version, blob = settings
+    ran = run_on_worker(db, con, key, version, blob, sql, params, cursor.row_factory)
+    if ran is None:
+        return False
+    description, remote = ran
+    if description is None:
+        _execute(cursor, "SELECT 1 WHERE 0")
+    else:
+        _execute(cursor, _describe_sql(description))
+    if remote.handle is not None:
+        remote.finalizer = weakref.finalize(cursor, _end_remote, remote)
+    cursor._remote = remote
+    cursor.__class__ = variant
+    return True
+
+
+def run_on_worker(db: Any, con: Any, key: int, version: int, blob: tuple, sql: str,
+                  params: Any, row_factory: Any) -> tuple[Any, Remote] | None:
+    """Run a read for connection ``con`` on a worker: ``(description, Remote)``, or None
+    where no worker could take it (none free in time, or it refused to stand in)."""
     pool = db.pool()
     h = pool.lease(min(con._timeout, LEASE_WAIT))
     if h is None:
-        return False
+        return None
     try:
         reply = h.exchange(
             w.exec_request(key, version, None if h.known.get(key) == version else blob, sql,
@@ -241,7 +259,7 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
     if status == w.REFUSED:
         pool.release(h)
         con._refuse_offload(payload)
-        return False
+        return None
     h.known[key] = version
     if status == w.ERROR:
         pool.release(h)
@@ -249,29 +267,11 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
     description, rows, more, cpu = w.read_exec_result(payload)
     if not more:
         pool.release(h)
-    if not more and len(rows) < HEAVY_ROWS // 4 and cpu < HEAVY_CPU / 4:
-        db.judge(sql, False)  # cheap after all (other parameters?): back to the caller
+        if len(rows) < HEAVY_ROWS // 4 and cpu < HEAVY_CPU / 4:
+            db.judge(sql, False)  # cheap after all (other parameters?): back to the caller
     db.offloaded += 1
-    if description is None:
-        _execute(cursor, "SELECT 1 WHERE 0")
-    else:
-        _execute(cursor, _describe_sql(description))
-    remote = Remote(rows, pool, h if more else None, cursor.row_factory)
-    if more:
-        remote.finalizer = weakref.finalize(cursor, _end_remote, remote)
-    cursor._remote = remote
-    cursor.__class__ = variant
-    return True
+    return description, Remote(rows, pool, h if more else None, row_factory)
 
 
 def _end_remote(remote: Remote) -> None:
     remote.end()
-
-
-def judge_local(db: Database, sql: str, rows: int, cpu: float | None) -> None:
-    """After a read ran in the caller: remember it if it was heavy."""
-    if rows >= HEAVY_ROWS or (cpu is not None and cpu >= HEAVY_CPU):
-        db.judge(sql, True)
-
-
-Judge = Callable[[Any, str, int, float | None], None]
