@@ -129,7 +129,6 @@ class _Worker:
                 st = os.stat(main)
                 if (st.st_dev, st.st_ino) != tuple(identity):
                     raise Refused(f"{target!r} is no longer the file the caller has open")
-                con.execute("PRAGMA query_only = 1")
             except (OSError, self.driver.Error) as exc:
                 con.close()
                 raise Refused(f"cannot open {target!r} as the caller has it: {exc}") from None
@@ -144,6 +143,8 @@ class _Worker:
                 else:
                     con.execute(entry[1], entry[2]) if entry[2] is not None else con.execute(
                         entry[1])
+            if self.is_sqlite:
+                con.execute("PRAGMA query_only = 1")  # after the replay: it only ever reads
         except Exception as exc:
             con.close()
             raise Refused(f"cannot replay the connection's settings: {exc!r}") from None
