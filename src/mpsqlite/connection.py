@@ -170,11 +170,20 @@ class Connection(sqlite3.Connection):
                 self._revoked = None
                 if not self.in_transaction:  # ROLLBACK acknowledges what was rolled back
                     return run(cursor, "", ())
+            took = False
             if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
                     not self._gate_held):
                 self._take_gate()
+                took = True
             try:
                 result = run(cursor, sql, params)
+            except sqlite3.OperationalError as exc:
+                if took and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                    # A deferred transaction's outdated snapshot (SQLITE_BUSY_SNAPSHOT):
+                    # it got no write lock, so it must not keep other writers waiting.
+                    self._gate_held = False
+                    self._db.gate.release(self)  # type: ignore[union-attr]
+                raise
             finally:
                 if self._gate_held:
                     if k is Kind.WRITE:

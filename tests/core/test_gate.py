@@ -10,6 +10,7 @@ import gc
 import sqlite3
 import threading
 import time
+from contextlib import closing
 
 import pytest
 
@@ -92,6 +93,7 @@ def test_statements_that_cannot_write_do_not(conn, sql):
     conn.execute(sql).fetchall()
     assert _grants(conn) == before
     assert not conn.pool_status()["writer_busy"]
+    conn.rollback()
 
 
 def test_commit_and_rollback_without_a_transaction_take_nothing(conn):
@@ -320,3 +322,65 @@ def test_a_busy_writer_is_not_revoked(mp_connect, tmp_path):
     b_thread.join(30)
     b.commit()
     assert sorted(b.execute("select x from r")) == [(1,), (2,)]
+
+
+@pytest.mark.parametrize("begin", ["begin", "begin deferred", "savepoint s"])
+def test_a_deferred_transaction_takes_the_gate_at_its_first_write(mp_connect, begin):
+    conn = mp_connect(isolation_level=None)
+    conn.execute("create table t(x)")
+    other = mp_connect(timeout=0.2)
+    conn.execute(begin)
+    assert conn.in_transaction
+    assert conn.execute("select count(*) from t").fetchone() == (0,)
+    assert not conn.pool_status()["writer_busy"]
+    other.execute("insert into t values (1)")  # others write meanwhile, as with sqlite3
+    other.commit()
+    conn.execute("rollback")
+    conn.execute(begin)
+    conn.execute("insert into t values (2)")
+    assert conn.pool_status()["writer_busy"]
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        other.execute("insert into t values (3)")
+    conn.execute("release s" if begin.startswith("savepoint") else "commit")
+    assert not conn.pool_status()["writer_busy"]
+    assert conn.execute("select x from t order by x").fetchall() == [(1,), (2,)]
+
+
+def test_a_stale_deferred_transaction_fails_to_write_as_in_sqlite3(tmp_path):
+    """A deferred transaction that read before another connection committed cannot write
+    (SQLite's outdated snapshot): the same error as sqlite3's, and the others write on."""
+    import mpsqlite
+
+    outcomes = []
+    for module in (sqlite3, mpsqlite):
+        path = str(tmp_path / f"{module.__name__}.db")
+        with closing(sqlite3.connect(path)) as setup:
+            setup.execute("pragma journal_mode = wal")
+            setup.execute("create table t(x)")
+            setup.commit()
+        stale = module.connect(path, isolation_level=None, timeout=0.2)
+        other = module.connect(path, isolation_level=None, timeout=0.2)
+        try:
+            stale.execute("begin")
+            stale.execute("select count(*) from t").fetchall()
+            other.execute("insert into t values (1)")
+            try:
+                stale.execute("insert into t values (2)")
+                error = None
+            except sqlite3.OperationalError as exc:
+                error = str(exc)
+            in_transaction = stale.in_transaction
+            try:  # while the stale transaction is still open
+                other.execute("insert into t values (3)")
+                other_wrote = True
+            except sqlite3.OperationalError:
+                other_wrote = False
+            stale.execute("rollback")
+            stale.execute("insert into t values (4)")
+            rows = other.execute("select x from t order by x").fetchall()
+            outcomes.append((error, in_transaction, other_wrote, rows))
+        finally:
+            stale.close()
+            other.close()
+    assert outcomes[0][0] == "database is locked"
+    assert outcomes[1] == outcomes[0]
