@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import sqlite3 as _sqlite3
+import sys as _sys
 import warnings
 from typing import Any
 
@@ -39,9 +40,12 @@ __version__ = "0.2.0"
 
 # sqlite3's module attributes are mpsqlite's: the same objects, not copies.
 for _name in dir(_sqlite3):
-    if not _name.startswith("_") and _name not in ("connect", "Connection", "Cursor"):
+    if not _name.startswith("_") and _name not in ("connect", "Connection", "Cursor", "dbapi2",
+                                                    "dump"):
         globals()[_name] = getattr(_sqlite3, _name)
 del _name
+# ``from sqlite3 import dbapi2 as Database`` (Django's backend) must find mpsqlite itself.
+dbapi2 = _sys.modules[__name__]
 
 apilevel = "2.0"
 threadsafety = _sqlite3.threadsafety

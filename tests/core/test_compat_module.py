@@ -145,3 +145,10 @@ def test_uri_connect_read_only(connect, db_path):
     assert ro.execute("select x from t").fetchall() == [(1,)]
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         ro.execute("insert into t values (2)")
+
+
+def test_dbapi2_is_the_module_itself(dbapi):
+    """``from sqlite3 import dbapi2 as Database`` (Django's backend) gets the same module's
+    connect, so code written for sqlite3 that imports it that way gets mpsqlite's."""
+    assert dbapi.dbapi2.connect is dbapi.connect
+    assert dbapi.dbapi2.Connection is dbapi.Connection

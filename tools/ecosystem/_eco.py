@@ -211,7 +211,27 @@ def common_args(description: str, default_timeout: int) -> argparse.ArgumentPars
                    help="seconds one test may take before it is failed (default 120)")
     p.add_argument("--fresh", action="store_true", help="rebuild the project's venv")
     p.add_argument("--no-compare", action="store_true", help="do not print the comparison")
+    p.add_argument("--mpsqlite-options", metavar="JSON", default="",
+                   help="mpsqlite.connect() keyword options for the mpsqlite side, as a JSON "
+                        "object, e.g. '{\"workers\": 1}' (Django, peewee: added to every "
+                        "connect(); Alembic: URL query options)")
     return p
+
+
+def mpsqlite_options(raw: str) -> dict:
+    if not raw:
+        return {}
+    opts = json.loads(raw)
+    if not isinstance(opts, dict):
+        raise SystemExit("--mpsqlite-options must be a JSON object")
+    return opts
+
+
+def alias_env(side: str, raw: str) -> dict[str, str]:
+    """The environment that passes --mpsqlite-options to eco_sqlite3_alias."""
+    opts = mpsqlite_options(raw)
+    return {"ECO_MPSQLITE_CONNECT_KWARGS": json.dumps(opts)} if side == "mpsqlite" and opts \
+        else {}
 
 
 def sides(arg: str) -> list[str]:

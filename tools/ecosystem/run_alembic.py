@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,6 +57,10 @@ def main() -> int:
         for leftover in tree.glob("*.db*"):  # test_schema ATTACH files, querytest.db
             leftover.unlink()
         url = URLS[side].format(db=dbdir / "alembic.db")
+        opts = _eco.mpsqlite_options(a.mpsqlite_options)
+        if side == "mpsqlite" and opts:
+            url += "?" + urllib.parse.urlencode(
+                {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in opts.items()})
         cmd = [py, "-m", "pytest", "-p", "eco_pytest_recorder", "--dburi", url,
                "--timeout", str(a.per_test_timeout), "--maxfail", "1000000",
                "-p", "no:cacheprovider", *targets]

@@ -64,10 +64,13 @@ def main() -> int:
                 *labels]
         _eco.run_side(
             project, side, cmd, cwd=tree / "tests",
-            env=_eco.child_env({"ECO_DJANGO_DBDIR": str(dbdir)}),
+            env=_eco.child_env({"ECO_DJANGO_DBDIR": str(dbdir),
+                                **_eco.alias_env(side, a.mpsqlite_options)}),
             timeout=a.timeout, version=version,
             what=f"Django {version} runtests.py --parallel 1, file test DBs, labels: "
-                 + (" ".join(labels) or "(all)"),
+                 + (" ".join(labels) or "(all)")
+                 + (f"; mpsqlite options {a.mpsqlite_options}"
+                    if side == "mpsqlite" and a.mpsqlite_options else ""),
         )
     if not a.no_compare:
         _eco.compare(project)

@@ -131,10 +131,12 @@ def main() -> int:
                 "--per-test-timeout", str(a.per_test_timeout), tree / "runtests.py",
                 "-e", "sqlite", "-v", "2", *a.modules]
         _eco.run_side(
-            "peewee", side, cmd, cwd=tree, env=_eco.child_env(), timeout=a.timeout,
-            version=what,
+            "peewee", side, cmd, cwd=tree, timeout=a.timeout, version=what,
+            env=_eco.child_env(_eco.alias_env(side, a.mpsqlite_options)),
             what=f"peewee {what}: runtests.py -e sqlite "
-                 + (" ".join(a.modules) if a.modules else "(all modules)"),
+                 + (" ".join(a.modules) if a.modules else "(all modules)")
+                 + (f"; mpsqlite options {a.mpsqlite_options}"
+                    if side == "mpsqlite" and a.mpsqlite_options else ""),
         )
     if not a.no_compare:
         _eco.compare("peewee")

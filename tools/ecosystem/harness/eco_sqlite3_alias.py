@@ -18,7 +18,9 @@ mpsqlite's own ``dbapi2`` attribute is (said once on stderr when that is not
 mpsqlite: a ``dbapi2`` that is the standard library's would quietly put
 Django, which does ``from sqlite3 import dbapi2 as Database``, back on stock
 sqlite3).  ``connect`` is counted (``opened()``), so that a run can show that
-the code under test really connected through mpsqlite.
+the code under test really connected through mpsqlite; the JSON object in
+``$ECO_MPSQLITE_CONNECT_KWARGS`` (e.g. ``{"workers": 1}``) is added to the
+keyword arguments of every such ``connect()``, the caller's own winning.
 
 Only the process that calls ``install()`` is affected: mpsqlite's worker
 processes are fresh interpreters that never run this.
@@ -27,6 +29,8 @@ processes are fresh interpreters that never run this.
 from __future__ import annotations
 
 import functools
+import json
+import os
 import sys
 import types
 from collections import Counter
@@ -129,9 +133,11 @@ def install() -> types.ModuleType:
     opened: Counter[str] = Counter()
     object.__setattr__(alias, "_eco_opened", opened)
 
+    extra = json.loads(os.environ.get("ECO_MPSQLITE_CONNECT_KWARGS") or "{}")
+
     @functools.wraps(mpsqlite.connect)
     def connect(database: Any, *args: Any, **kwargs: Any) -> Any:
-        con = mpsqlite.connect(database, *args, **kwargs)
+        con = mpsqlite.connect(database, *args, **{**extra, **kwargs})
         opened[f"{type(con).__module__}.{type(con).__qualname__}"] += 1
         return con
 
