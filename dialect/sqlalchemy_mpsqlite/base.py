@@ -112,7 +112,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.url import URL
 
 _BEGIN_SQL = {
-    "write": "BEGIN",
+    "write": "BEGIN IMMEDIATE",  # the first statement writes (or is a SAVEPOINT): queue now
     "deferred": "BEGIN",
     "immediate": "BEGIN IMMEDIATE",
     "exclusive": "BEGIN EXCLUSIVE",
@@ -266,6 +266,9 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
         if self._pending_begin:
             conn = cursor.connection
             if conn in self._pending_begin:
+                if conn.in_transaction:  # a BEGIN of the application's own went out first
+                    self._pending_begin.discard(conn)
+                    return
                 if self.begin_mode == "write" and kind(statement) in _OUTSIDE_TRANSACTION:
                     # reads before the first write stay outside the transaction, and so do
                     # connection settings, which SQLite ignores or refuses inside one

@@ -30,21 +30,27 @@ def _post_configure_engine(url: Any, engine: Any, follower_ident: str | None) ->
     if engine.driver != "mpsqlite":
         _stock_post_configure_engine(url, engine, follower_ident)
         return
+    import mpsqlite
+
     prefix = f"{follower_ident}_" if follower_ident else ""
     attach_path = os.path.abspath(f"{prefix}{engine.driver}_test_schema.db")
 
     def attach(dbapi_connection: Any, connection_record: Any) -> None:
-        if getattr(dbapi_connection, "_db", None) is None and not hasattr(
-                dbapi_connection, "pool_status"):
-            return  # not an mpsqlite connection
+        if not isinstance(dbapi_connection, mpsqlite.Connection):
+            return  # another driver's connection, or a test's mock
         names = [row[1] for row in dbapi_connection.execute("PRAGMA database_list")]
         if "test_schema" not in names:
             dbapi_connection.execute(f'ATTACH DATABASE "{attach_path}" AS test_schema')
 
+    # On the engine, as the sqlite hook does (a test that clears class-level listeners
+    # keeps it), and on every pool, for the fixtures' other engines.
+    event.listen(engine, "connect", attach)
     event.listen(Pool, "connect", attach)
     engine.pool.dispose()
 
     @event.listens_for(engine, "engine_disposed")
     def dispose(engine: Any) -> None:
-        if os.path.exists(attach_path):
-            os.remove(attach_path)
+        """As the sqlite hook: each test class starts from empty files."""
+        for path in (attach_path, engine.url.database):
+            if path and path != ":memory:" and os.path.exists(path):
+                os.remove(path)

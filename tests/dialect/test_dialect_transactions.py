@@ -146,6 +146,59 @@ def test_immediate_session_holds_the_writer_gate_from_first_statement_to_commit(
         assert status["writer_grants"] == grants + 1  # one transaction, one grant
 
 
+def _read_then_write_while_another_session_writes(items, pool_of, nested: bool) -> None:
+    """Session A reads in its transaction, session B (another thread) writes meanwhile,
+    then A writes. Whoever goes first, neither may fail with 'database is locked': A must
+    not be left to upgrade a read snapshot that B's commit made stale."""
+    errors: list[BaseException] = []
+    b_done = threading.Event()
+
+    def other_writer() -> None:
+        try:
+            with Session(items) as b:
+                b.execute(item.insert().values(n=1))
+                b.commit()
+        except BaseException as err:  # noqa: BLE001 - reported by the test
+            errors.append(err)
+        finally:
+            b_done.set()
+
+    with Session(items) as a:
+        if nested:
+            a.begin_nested()  # SAVEPOINT: begin=write sends BEGIN before it
+        assert a.execute(select(item.c.n)).scalars().all() == []
+        other = threading.Thread(target=other_writer)
+        other.start()
+        _wait_for(lambda: b_done.is_set() or pool_of()["writer_waiting"] == 1,
+                  "the other writer to finish or to queue")
+        try:
+            a.execute(item.insert().values(n=2))
+            a.commit()
+        except exc.OperationalError as err:
+            errors.append(err)
+    other.join(60)
+    assert not other.is_alive()
+    assert errors == []
+    with items.connect() as conn:
+        assert sorted(conn.execute(select(item.c.n)).scalars()) == [1, 2]
+
+
+def test_immediate_read_then_write_never_fails_to_upgrade(make_engine, pool_of) -> None:
+    """begin=immediate: BEGIN IMMEDIATE takes the writer gate at once, so the other
+    session's write queues behind the whole transaction."""
+    items = make_engine("begin=immediate&timeout=60")
+    metadata.create_all(items)
+    _read_then_write_while_another_session_writes(items, pool_of, nested=False)
+
+
+def test_savepoint_read_then_write_never_fails_to_upgrade(make_engine, pool_of) -> None:
+    """begin=write: a transaction that opens with SAVEPOINT holds the writer gate from
+    there (the docs: 'a read-then-write transaction never fails to upgrade its lock')."""
+    items = make_engine("timeout=60")
+    metadata.create_all(items)
+    _read_then_write_while_another_session_writes(items, pool_of, nested=True)
+
+
 def test_temp_table_lives_for_the_whole_transaction(items) -> None:
     with items.begin() as conn:
         conn.execute(text("create temp table scratch (v)"))
@@ -349,3 +402,19 @@ def test_a_connection_setting_inside_a_transaction_block_takes_effect(make_engin
         with pytest.raises(exc.IntegrityError, match="FOREIGN KEY"):
             conn.execute(text("insert into c values (42)"))
         conn.rollback()
+
+
+def test_a_begin_of_the_applications_own_replaces_the_pending_one(make_engine):
+    """SQLAlchemy's documented pysqlite recipe emits BEGIN in the "begin" event, before the
+    dialect's do_begin(); the dialect must not send a second BEGIN before the first write."""
+    engine = make_engine()
+
+    @event.listens_for(engine, "begin")
+    def do_begin(conn):
+        conn.exec_driver_sql("BEGIN")
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table r(x)")
+        conn.exec_driver_sql("insert into r values (1)")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("select x from r").fetchall() == [(1,)]
