@@ -228,22 +228,13 @@ class DriverCursor:
         if r is None:
             rows = self._cur.fetchmany(n)
             return self._note(rows, len(rows) < n)
-        out: list = []
-        while len(out) < n and (r.rows or r.fill()):
-            out.append(r.rows.popleft())
-        return out
+        return r.take(n)
 
     def fetchall(self) -> list:
         r = self._remote
         if r is None:
             return self._note(self._cur.fetchall(), True)
-        out = list(r.rows)
-        r.rows.clear()
-        while r.handle is not None:
-            r.fill()
-            out.extend(r.rows)
-            r.rows.clear()
-        return out
+        return r.take_all()
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchone, None)

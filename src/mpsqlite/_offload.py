@@ -99,6 +99,26 @@ class Remote:
             self.pool.release(h)
         return bool(rows)
 
+    def take(self, n: int) -> list:
+        """Up to ``n`` rows, fetching chunks as needed."""
+        out: list = []
+        while len(out) < n:
+            if not self.rows and not self.fill():
+                break
+            take = min(n - len(out), len(self.rows))
+            out.extend(self.rows.popleft() for _ in range(take))
+        return out
+
+    def take_all(self) -> list:
+        """Every remaining row."""
+        out = list(self.rows)
+        self.rows.clear()
+        while self.handle is not None:
+            self.fill()
+            out.extend(self.rows)
+            self.rows.clear()
+        return out
+
     def end(self) -> None:
         """Give the worker back, telling it to drop what it still holds."""
         h, self.handle = self.handle, None
@@ -146,23 +166,13 @@ class RemoteFetch:
         if n <= 0:
             return self.fetchall()
         r = self._remote
-        out: list = []
-        while len(out) < n:
-            if not r.rows and not r.fill():
-                break
-            take = min(n - len(out), len(r.rows))
-            out.extend(r.rows.popleft() for _ in range(take))
+        out = r.take(n)
         return out if r.row_factory is None else [self._make(x) for x in out]
 
     def fetchall(self) -> list:
         _fetchone(self)
         r = self._remote
-        out = list(r.rows)
-        r.rows.clear()
-        while r.handle is not None:
-            r.fill()
-            out.extend(r.rows)
-            r.rows.clear()
+        out = r.take_all()
         return out if r.row_factory is None else [self._make(x) for x in out]
 
     def _back_to_local(self) -> None:
