@@ -105,6 +105,25 @@ def wait_until(predicate, within: float = 10.0, what: str = "condition") -> None
         time.sleep(0.005)
 
 
+def in_thread(call) -> tuple[threading.Thread, threading.Event, list[BaseException]]:
+    """Start ``call()`` in a daemon thread: the thread, an event set when it ends, and the
+    list that receives what it raised."""
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def _body() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=_body, daemon=True)
+    thread.start()
+    return thread, done, errors
+
+
 def committed_rows(db_path: Path) -> list[tuple]:
     """Rows of table ``t`` as an independent stdlib connection sees them (committed only)."""
     with closing(sqlite3.connect(str(db_path))) as check:

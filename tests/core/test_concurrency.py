@@ -13,7 +13,7 @@ from contextlib import closing
 import pytest
 
 from tests.core._heavy import BIG, fill_big, mark_heavy, offloaded
-from tests.core._procs import wait_until, worker_pids
+from tests.core._procs import in_thread, wait_until, worker_pids
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -221,20 +221,12 @@ def test_readers_run_while_a_write_transaction_is_open(table, mpsqlite, db_path)
 def test_second_writer_waits_for_first_commit(table, mp_connect, db_path):
     table.execute("insert into t values (1, 1)")  # holds the writer gate
     second = mp_connect(check_same_thread=False, timeout=60)
-    errors: list[BaseException] = []
-    done = threading.Event()
 
     def _write() -> None:
-        try:
-            second.execute("insert into t values (2, 2)")
-            second.commit()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
-        finally:
-            done.set()
+        second.execute("insert into t values (2, 2)")
+        second.commit()
 
-    writer = threading.Thread(target=_write, daemon=True)
-    writer.start()
+    writer, done, errors = in_thread(_write)
     wait_until(lambda: table.pool_status()["writer_waiting"] == 1, what="the second writer")
     assert not done.is_set()
     assert _committed_count(db_path) == 0

@@ -18,6 +18,7 @@ from tests.core._heavy import BIG, fill_big, mark_heavy, run_remote, staller, wa
 from tests.core._procs import (
     child_pids,
     committed_rows,
+    in_thread,
     reaped,
     still_running,
     wait_fully_exited,
@@ -31,21 +32,6 @@ _DIED = r"worker process \d+ died"
 _STALL = "select stall(?)"
 _BIG_SQL = "select x, s from big order by x"
 _BIG_ROWS = [(i, f"s{i}") for i in range(BIG)]
-
-
-def _in_thread(call) -> tuple[threading.Thread, list[BaseException]]:
-    """Start ``call()`` in a daemon thread; the list receives what it raised."""
-    errors: list[BaseException] = []
-
-    def _body() -> None:
-        try:
-            call()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=_body, daemon=True)
-    thread.start()
-    return thread, errors
 
 
 def _assert_no_orphans() -> None:
@@ -97,7 +83,7 @@ def test_kill_worker_in_the_middle_of_an_offloaded_read(table, tmp_path, db_path
     assert table.execute(_STALL, ("",)).fetchone() == (0,)  # heavy by CPU
     assert run_remote(table, _STALL, ("",)) == [(0,)]
     marker = tmp_path / "pid"
-    thread, errors = _in_thread(lambda: table.execute(_STALL, (str(marker),)).fetchall())
+    thread, _, errors = in_thread(lambda: table.execute(_STALL, (str(marker),)).fetchall())
     victim = int(wait_for_file(marker))
     assert victim in worker_pids(table) and victim != os.getpid()
     os.kill(victim, signal.SIGKILL)
@@ -198,7 +184,7 @@ def test_a_worker_that_died_while_leased_is_replaced_not_handed_on(mp_connect):
     (victim,) = worker_pids(holder)
     waiter = mp_connect(workers=1, check_same_thread=False)
     result: list = []
-    thread, errors = _in_thread(lambda: result.append(waiter.execute(_BIG_SQL).fetchall()))
+    thread, _, errors = in_thread(lambda: result.append(waiter.execute(_BIG_SQL).fetchall()))
     wait_until(lambda: holder.pool_status()["waiting"] == 1, what="the waiter to queue")
     os.kill(victim, signal.SIGKILL)
     wait_fully_exited(victim)

@@ -15,7 +15,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.core._procs import wait_until
+from tests.core._procs import in_thread, wait_until
 
 #: sqlite3's own execute, for what SQLite itself runs at (mpsqlite answers PRAGMA synchronous).
 _sqlite_execute = sqlite3.Connection.execute
@@ -60,23 +60,6 @@ def conn(mp_connect):
     return c
 
 
-def _in_thread(call) -> tuple[threading.Thread, threading.Event, list[BaseException]]:
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def _body() -> None:
-        try:
-            call()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            errors.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=_body, daemon=True)
-    thread.start()
-    return thread, done, errors
-
-
 def test_connection_runs_at_normal_and_reports_the_level_asked_for(conn):
     assert conn.execute("pragma synchronous").fetchone() == (2,)
     assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (1,)
@@ -87,7 +70,7 @@ def test_commit_returns_after_an_fsync_of_the_wal(conn, fsyncs, db_path):
     before = conn.pool_status()
     conn.execute("insert into w(v) values ('a')")
     fsyncs.hold()
-    thread, done, errors = _in_thread(conn.commit)
+    thread, done, errors = in_thread(conn.commit)
     assert fsyncs.entered.wait(30)
     assert not done.is_set()  # commit() waits for the sync
     with closing(sqlite3.connect(db_path)) as observer:  # committed, not yet durable
@@ -106,12 +89,12 @@ def test_commits_made_during_a_sync_share_the_next_one(conn, mp_connect, fsyncs,
     base = conn.pool_status()
     conn.execute("insert into w(v) values ('first')")
     fsyncs.hold()
-    first, _, first_errors = _in_thread(conn.commit)
+    first, _, first_errors = in_thread(conn.commit)
     assert fsyncs.entered.wait(30)
     waiting = []
     for i, other in enumerate(others):
         other.execute("insert into w(v) values (?)", (f"other {i}",))
-        waiting.append(_in_thread(other.commit))
+        waiting.append(in_thread(other.commit))
     wait_until(lambda: conn.pool_status()["commits"] - base["commits"] == 4,
                what="all four commits to wait for durability")
     assert not any(done.is_set() for _, done, _ in waiting)
