@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "harness"
@@ -225,6 +227,32 @@ def mpsqlite_options(raw: str) -> dict:
     if not isinstance(opts, dict):
         raise SystemExit("--mpsqlite-options must be a JSON object")
     return opts
+
+
+def run_pytest_sides(project: str, label: str, py: str, tree: Path, a: Any, urls: dict,
+                     targets: list[str], version: str) -> None:
+    """Run a project's SQLAlchemy-plugin pytest suite once per side, each in a fresh
+    database folder (``urls[side]`` formatted with ``db``, that folder); --mpsqlite-options
+    become URL query options on the mpsqlite side."""
+    for side in sides(a.side):
+        dbdir = cache_dir() / "db" / project / side
+        shutil.rmtree(dbdir, ignore_errors=True)
+        dbdir.mkdir(parents=True)
+        for leftover in tree.glob("*.db*"):  # querytest.db, *_test_schema.db ATTACH files
+            leftover.unlink()
+        url = urls[side].format(db=dbdir)
+        opts = mpsqlite_options(getattr(a, "mpsqlite_options", ""))
+        if side == "mpsqlite" and opts:
+            url += "?" + urllib.parse.urlencode(
+                {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in opts.items()})
+        cmd = [py, "-m", "pytest", "-p", "eco_pytest_recorder", "--dburi", url,
+               "--timeout", str(a.per_test_timeout), "--maxfail", "1000000",
+               "-p", "no:cacheprovider", *targets]
+        run_side(
+            project, side, cmd, cwd=tree, timeout=a.timeout, version=version,
+            env=child_env({"PYTHONPATH": str(HARNESS)}),
+            what=f"{label} {version} pytest --dburi {url} " + " ".join(targets),
+        )
 
 
 def alias_env(side: str, raw: str) -> dict[str, str]:

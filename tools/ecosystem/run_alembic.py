@@ -22,15 +22,13 @@ Alembic's pytest addopts, which would stop the mpsqlite side early.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _eco  # noqa: E402
 
-URLS = {"stock": "sqlite:///{db}", "mpsqlite": "sqlite+mpsqlite:///{db}"}
+URLS = {"stock": "sqlite:///{db}/alembic.db", "mpsqlite": "sqlite+mpsqlite:///{db}/alembic.db"}
 TEST_DEPS = ["pytest>8,<10", "pytest-timeout", "tzdata", "black", "zimports"]
 
 
@@ -50,25 +48,7 @@ def main() -> int:
         fresh=a.fresh,
     )
     targets = a.pytest_args or ["tests/"]
-    for side in _eco.sides(a.side):
-        dbdir = _eco.cache_dir() / "db" / "alembic" / side
-        shutil.rmtree(dbdir, ignore_errors=True)
-        dbdir.mkdir(parents=True)
-        for leftover in tree.glob("*.db*"):  # test_schema ATTACH files, querytest.db
-            leftover.unlink()
-        url = URLS[side].format(db=dbdir / "alembic.db")
-        opts = _eco.mpsqlite_options(a.mpsqlite_options)
-        if side == "mpsqlite" and opts:
-            url += "?" + urllib.parse.urlencode(
-                {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in opts.items()})
-        cmd = [py, "-m", "pytest", "-p", "eco_pytest_recorder", "--dburi", url,
-               "--timeout", str(a.per_test_timeout), "--maxfail", "1000000",
-               "-p", "no:cacheprovider", *targets]
-        _eco.run_side(
-            "alembic", side, cmd, cwd=tree, timeout=a.timeout, version=version,
-            env=_eco.child_env({"PYTHONPATH": str(_eco.HARNESS)}),
-            what=f"Alembic {version} pytest --dburi {url} " + " ".join(targets),
-        )
+    _eco.run_pytest_sides("alembic", "Alembic", py, tree, a, URLS, targets, version)
     if not a.no_compare:
         _eco.compare("alembic")
     return 0

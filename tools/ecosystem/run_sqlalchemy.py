@@ -27,10 +27,8 @@ requirements are SQLAlchemy's own ``test.requirements:DefaultRequirements``
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,25 +68,7 @@ def main() -> int:
         pip_env={"DISABLE_SQLALCHEMY_CEXT": "1"},
     )
     targets = a.pytest_args or DEFAULT_TARGETS
-    for side in _eco.sides(a.side):
-        dbdir = _eco.cache_dir() / "db" / "sqlalchemy" / side
-        shutil.rmtree(dbdir, ignore_errors=True)
-        dbdir.mkdir(parents=True)
-        for leftover in tree.glob("*.db*"):  # querytest.db, *_test_schema.db ATTACH files
-            leftover.unlink()
-        url = URLS[side].format(db=dbdir)
-        opts = _eco.mpsqlite_options(getattr(a, "mpsqlite_options", ""))
-        if side == "mpsqlite" and opts:  # URL query options, as run_alembic.py
-            url += "?" + urllib.parse.urlencode(
-                {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in opts.items()})
-        cmd = [py, "-m", "pytest", "-p", "eco_pytest_recorder", "--dburi", url,
-               "--timeout", str(a.per_test_timeout), "--maxfail", "1000000",
-               "-p", "no:cacheprovider", *targets]
-        _eco.run_side(
-            "sqlalchemy", side, cmd, cwd=tree, timeout=a.timeout, version=version,
-            env=_eco.child_env({"PYTHONPATH": str(_eco.HARNESS)}),
-            what=f"SQLAlchemy {version} pytest --dburi {url} " + " ".join(targets),
-        )
+    _eco.run_pytest_sides("sqlalchemy", "SQLAlchemy", py, tree, a, URLS, targets, version)
     if not a.no_compare:
         _eco.compare("sqlalchemy")
     return 0
