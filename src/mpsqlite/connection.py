@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
 import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _sql
 from ._database import Database, registry
-from ._sql import Kind
+from ._writes import GatedWrites
 from .cursor import Cursor
 
 LEGACY_TRANSACTION_CONTROL: int = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
@@ -64,15 +62,7 @@ def _file_state(con: sqlite3.Connection) -> tuple[str, str, int]:
     return (os.fsdecode(path) if path else ""), (mode or b"").decode(), level
 
 
-def _shippable(obj: Any) -> bytes:
-    """Pickle a replay entry for a worker: module-level callables by reference,
-    lambdas, closures and what ``__main__`` defines by value (cloudpickle)."""
-    import cloudpickle
-
-    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-
-
-class Connection(sqlite3.Connection):
+class Connection(GatedWrites):
     """A sqlite3 connection with a writer gate, group commit and offload (module docstring)."""
 
     _db: Database | None = None
@@ -156,181 +146,6 @@ class Connection(sqlite3.Connection):
 
     # -- statements (called by Cursor) ---------------------------------------
 
-    def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
-        """Run a statement that may write, inside the writer gate where it needs one."""
-        if k is Kind.SYNC_QUERY or k is Kind.SYNC_SET:
-            if self._group:
-                return self._synchronous(cursor, sql, k)
-        elif k is Kind.EMPTY:
-            return run(cursor, sql, params)
-        with self._op_lock:
-            if self._revoked is not None:
-                if k is not Kind.ROLLBACK:
-                    raise sqlite3.OperationalError(self._revoked)  # until rolled back
-                self._revoked = None
-                if not self.in_transaction:  # ROLLBACK acknowledges what was rolled back
-                    return run(cursor, "", ())
-            took = False
-            if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
-                    not self._gate_held):
-                self._take_gate()
-                took = True
-            try:
-                result = run(cursor, sql, params)
-            except sqlite3.OperationalError as exc:
-                if took and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
-                    # A deferred transaction's outdated snapshot (SQLITE_BUSY_SNAPSHOT):
-                    # it got no write lock, so it must not keep other writers waiting.
-                    self._gate_held = False
-                    self._db.gate.release(self)  # type: ignore[union-attr]
-                raise
-            finally:
-                if self._gate_held:
-                    if k is Kind.WRITE:
-                        self._dirty = True
-                    self._settle(k is Kind.ROLLBACK)
-            if k is Kind.PRAGMA_SET:
-                self._record(("pragma", _sql.pragma_name(sql)), ("sql", sql, params))
-            elif k is Kind.ATTACH:
-                self._record(("attach", self._replay_version), ("sql", sql, params))
-            elif k is Kind.JOURNAL_MODE:
-                self._journal_changed()
-            if k is Kind.WRITE or k is Kind.ATTACH:
-                self._state_ok = False
-            return result
-
-    def _journal_changed(self) -> None:
-        """Group commit needs WAL: leaving it gives SQLite back the level asked for."""
-        mode = _exec(self, "PRAGMA journal_mode").fetchone()[0]
-        if self._group and mode != "wal":
-            self._group = False
-            _exec(self, f"PRAGMA synchronous={self._sync_level}")
-        elif self._want_group and not self._group and mode == "wal" and self._sync_level >= 2:
-            _exec(self, "PRAGMA synchronous=NORMAL")
-            self._group = True
-
-    def _take_gate(self) -> None:
-        assert self._db is not None
-        self._db.gate.acquire(self, self._timeout)
-        self._gate_held = True
-        self._dirty = False
-
-    def _settle(self, rolled_back: bool = False) -> None:
-        """After a statement or an end of transaction: leave the gate if no transaction is open."""
-        if not self._gate_held or self.in_transaction:
-            return
-        dirty = self._dirty
-        self._gate_held = self._dirty = False
-        assert self._db is not None
-        self._db.gate.release(self)
-        if dirty and not rolled_back:
-            self._make_durable()
-
-    def _make_durable(self) -> None:
-        if self._group and self._sync_level >= 2 and self._db is not None:
-            sync = self._db.sync
-            if sync is not None:
-                sync.wait_durable()
-
-    def _synchronous(self, cursor: Any, sql: str, k: Kind) -> Any:
-        """PRAGMA synchronous under group commit: the level kept is reported, not SQLite's."""
-        run = sqlite3.Cursor.execute
-        if k is Kind.SYNC_QUERY:
-            return run(cursor, "SELECT ? AS synchronous", (self._sync_level,))
-        level = _sql.sync_level(sql)
-        if level is None:
-            return run(cursor, sql)  # let SQLite judge it
-        self._sync_level = level
-        return run(cursor, "PRAGMA synchronous=" + ("NORMAL" if level >= 2 else str(level)))
-
-    def _raise_revoked(self) -> None:
-        message, self._revoked = self._revoked, None
-        raise sqlite3.OperationalError(message)
-
-    def _revoke_write(self, held: float) -> None:
-        """Called by a waiting writer: roll back our transaction if it sat idle too long."""
-        if self._max_write is None or held <= self._max_write or self._same_thread:
-            return
-        if not self._op_lock.acquire(blocking=False):
-            return  # a statement of ours is running: not idle
-        try:
-            if not self._gate_held:
-                return
-            try:
-                _base_rollback(self)
-            except sqlite3.Error:
-                pass
-            self._settle(rolled_back=True)
-            self._revoked = (
-                "the transaction was rolled back: it held the database's writer gate for more "
-                f"than max_write_seconds={self._max_write:g} while other writers waited"
-            )
-        finally:
-            self._op_lock.release()
-
-    # -- offload -------------------------------------------------------------
-
-    def _calls_python(self, sql: str) -> bool:
-        """Whether ``sql`` calls one of this connection's Python functions."""
-        hit = self._udf_sql.get(sql)
-        if hit is None:
-            if len(self._udf_sql) > 1024:
-                self._udf_sql.clear()
-            hit = self._udf_sql[sql] = _sql.mentions(sql, self._udfs)
-        return hit
-
-    def _can_offload(self, cursor: Any) -> bool:
-        if not self._offload or self._local_only is not None or self.in_transaction:
-            return False
-        if self._detect_types or self.text_factory is not str:
-            return False
-        if not self._state_ok:
-            temp, memory = _exec(
-                self,
-                "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM "
-                "pragma_database_list WHERE file = '' AND name != 'temp')",
-            ).fetchone()
-            if temp or memory:
-                return False
-            self._state_ok = True
-        return True
-
-    def _record(self, key: Any, entry: tuple) -> None:
-        """Note a setting a worker must replay to stand in for this connection."""
-        self._replay.pop(key, None)
-        self._replay[key] = entry
-        self._replay_version += 1
-        self._shipped = None
-
-    def _worker_settings(self) -> tuple | None:
-        """``(key, version, settings)`` for the wire, or None if they cannot travel."""
-        shipped = self._shipped
-        if shipped is None or shipped[1] != self._replay_version:
-            entries = []
-            try:
-                for entry in self._replay.values():
-                    if entry[0] == "call":
-                        entries.append(("call", _shippable(entry[1])))
-                    else:
-                        entries.append(entry)
-            except Exception as exc:
-                self._refuse_offload(f"a registered callable cannot travel: {exc!r}")
-                return None
-            db = self._db
-            if db is None:
-                return None
-            target, uri, timeout = self._connect
-            # The identity is the file this connection opened, whatever the name holds now.
-            connect = (target if uri else db.path, uri, timeout, db.key)
-            from . import _wire
-
-            shipped = self._shipped = (self._key, self._replay_version,
-                                       _wire.settings(connect, entries))
-        return shipped
-
-    def _refuse_offload(self, why: str) -> None:
-        self._local_only = why
-
     # -- transactions --------------------------------------------------------
 
     def commit(self) -> None:
@@ -350,15 +165,6 @@ class Connection(sqlite3.Connection):
             if self._gate_held:
                 self._dirty = False
                 self._end_gated()
-
-    def _end_gated(self) -> None:
-        """commit() or rollback() ended the gated transaction (another may have begun)."""
-        dirty = self._dirty
-        self._gate_held = self._dirty = False
-        assert self._db is not None
-        self._db.gate.release(self)
-        if dirty:
-            self._make_durable()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if exc_type is None and exc is None and tb is None:
@@ -410,61 +216,6 @@ class Connection(sqlite3.Connection):
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         return self.cursor().executescript(sql_script)
-
-    # -- what workers replay, and what keeps a connection local ----------------------
-
-    def _registered(self, method: str, args: tuple, kwargs: dict, key_len: int) -> None:
-        key = (method, *(str(a).lower() if isinstance(a, str) else a for a in args[:key_len]))
-        self._record(key, ("call", (method, args, kwargs)))
-
-    def create_function(self, *args: Any, **kwargs: Any) -> None:
-        super().create_function(*args, **kwargs)
-        name = args[0] if args else kwargs.get("name")
-        narg = args[1] if len(args) > 1 else kwargs.get("narg", kwargs.get("num_params"))
-        self._record(("create_function", str(name).lower(), narg),
-                     ("call", ("create_function", args, kwargs)))
-        self._udfs = self._udfs | {str(name).lower()}
-        self._udf_sql.clear()
-
-    def create_aggregate(self, *args: Any, **kwargs: Any) -> None:
-        super().create_aggregate(*args, **kwargs)
-        self._registered("create_aggregate", args, kwargs, 2)
-        name = args[0] if args else kwargs.get("name")
-        self._udfs = self._udfs | {str(name).lower()}
-        self._udf_sql.clear()
-
-    if hasattr(sqlite3.Connection, "create_window_function"):
-
-        def create_window_function(self, *args: Any, **kwargs: Any) -> None:
-            super().create_window_function(*args, **kwargs)
-            self._registered("create_window_function", args, kwargs, 2)
-            self._udfs = self._udfs | {str(args[0]).lower()}
-            self._udf_sql.clear()
-
-    def create_collation(self, *args: Any, **kwargs: Any) -> None:
-        super().create_collation(*args, **kwargs)
-        self._registered("create_collation", args, kwargs, 1)
-
-    def setlimit(self, *args: Any, **kwargs: Any) -> int:
-        old = super().setlimit(*args, **kwargs)
-        self._registered("setlimit", args, kwargs, 1)
-        return old
-
-    def set_authorizer(self, *args: Any, **kwargs: Any) -> None:
-        super().set_authorizer(*args, **kwargs)
-        self._callback_set("authorizer", args, kwargs)
-
-    def set_progress_handler(self, *args: Any, **kwargs: Any) -> None:
-        super().set_progress_handler(*args, **kwargs)
-        self._callback_set("progress handler", args, kwargs)
-
-    def set_trace_callback(self, *args: Any, **kwargs: Any) -> None:
-        super().set_trace_callback(*args, **kwargs)
-        self._callback_set("trace callback", args, kwargs)
-
-    def _callback_set(self, what: str, args: tuple, kwargs: dict) -> None:
-        if any(a is not None for a in (*args[:1], *kwargs.values())):
-            self._local_only = f"a {what} is set: statements run where it can see them"
 
     if hasattr(sqlite3.Connection, "load_extension"):
 

@@ -1,0 +1,157 @@
+"""What a worker replays to stand in for a connection, and what keeps a connection local.
+
+Settings made through the API (functions, collations, limits) and through SQL
+(``PRAGMA`` settings, ``ATTACH``) are recorded in the order made; a worker replays
+them before it runs one of this connection's statements. Callbacks, extensions,
+TEMP objects and in-memory attachments keep every statement in the caller.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from typing import Any
+
+from . import _sql
+from ._database import Database
+
+_exec = sqlite3.Connection.execute  # for the connection's own setup statements only
+
+
+def _shippable(obj: Any) -> bytes:
+    """Pickle a replay entry for a worker: module-level callables by reference,
+    lambdas, closures and what ``__main__`` defines by value (cloudpickle)."""
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+class Replayed(sqlite3.Connection):
+    """The replay record and offload eligibility of :class:`mpsqlite.Connection`."""
+
+    _db: Database | None = None
+    _key: int
+    _offload: bool
+    _detect_types: int
+    _connect: tuple[str, bool, float]
+    _replay: dict[Any, tuple]
+    _replay_version: int
+    _shipped: tuple | None
+    _local_only: str | None  # why this connection never offloads
+    _state_ok: bool  # no TEMP objects or in-memory attachments (checked lazily)
+    _udfs: frozenset[str]
+    _udf_sql: dict[str, bool]
+
+    def _calls_python(self, sql: str) -> bool:
+        """Whether ``sql`` calls one of this connection's Python functions."""
+        hit = self._udf_sql.get(sql)
+        if hit is None:
+            if len(self._udf_sql) > 1024:
+                self._udf_sql.clear()
+            hit = self._udf_sql[sql] = _sql.mentions(sql, self._udfs)
+        return hit
+
+    def _can_offload(self, cursor: Any) -> bool:
+        if not self._offload or self._local_only is not None or self.in_transaction:
+            return False
+        if self._detect_types or self.text_factory is not str:
+            return False
+        if not self._state_ok:
+            temp, memory = _exec(
+                self,
+                "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM "
+                "pragma_database_list WHERE file = '' AND name != 'temp')",
+            ).fetchone()
+            if temp or memory:
+                return False
+            self._state_ok = True
+        return True
+
+    def _record(self, key: Any, entry: tuple) -> None:
+        """Note a setting a worker must replay to stand in for this connection."""
+        self._replay.pop(key, None)
+        self._replay[key] = entry
+        self._replay_version += 1
+        self._shipped = None
+
+    def _worker_settings(self) -> tuple | None:
+        """``(key, version, settings)`` for the wire, or None if they cannot travel."""
+        shipped = self._shipped
+        if shipped is None or shipped[1] != self._replay_version:
+            entries = []
+            try:
+                for entry in self._replay.values():
+                    if entry[0] == "call":
+                        entries.append(("call", _shippable(entry[1])))
+                    else:
+                        entries.append(entry)
+            except Exception as exc:
+                self._refuse_offload(f"a registered callable cannot travel: {exc!r}")
+                return None
+            db = self._db
+            if db is None:
+                return None
+            target, uri, timeout = self._connect
+            # The identity is the file this connection opened, whatever the name holds now.
+            connect = (target if uri else db.path, uri, timeout, db.key)
+            from . import _wire
+
+            shipped = self._shipped = (self._key, self._replay_version,
+                                       _wire.settings(connect, entries))
+        return shipped
+
+    def _refuse_offload(self, why: str) -> None:
+        self._local_only = why
+
+    def _registered(self, method: str, args: tuple, kwargs: dict, key_len: int) -> None:
+        key = (method, *(str(a).lower() if isinstance(a, str) else a for a in args[:key_len]))
+        self._record(key, ("call", (method, args, kwargs)))
+
+    def create_function(self, *args: Any, **kwargs: Any) -> None:
+        super().create_function(*args, **kwargs)
+        name = args[0] if args else kwargs.get("name")
+        narg = args[1] if len(args) > 1 else kwargs.get("narg", kwargs.get("num_params"))
+        self._record(("create_function", str(name).lower(), narg),
+                     ("call", ("create_function", args, kwargs)))
+        self._udfs = self._udfs | {str(name).lower()}
+        self._udf_sql.clear()
+
+    def create_aggregate(self, *args: Any, **kwargs: Any) -> None:
+        super().create_aggregate(*args, **kwargs)
+        self._registered("create_aggregate", args, kwargs, 2)
+        name = args[0] if args else kwargs.get("name")
+        self._udfs = self._udfs | {str(name).lower()}
+        self._udf_sql.clear()
+
+    if hasattr(sqlite3.Connection, "create_window_function"):
+
+        def create_window_function(self, *args: Any, **kwargs: Any) -> None:
+            super().create_window_function(*args, **kwargs)
+            self._registered("create_window_function", args, kwargs, 2)
+            self._udfs = self._udfs | {str(args[0]).lower()}
+            self._udf_sql.clear()
+
+    def create_collation(self, *args: Any, **kwargs: Any) -> None:
+        super().create_collation(*args, **kwargs)
+        self._registered("create_collation", args, kwargs, 1)
+
+    def setlimit(self, *args: Any, **kwargs: Any) -> int:
+        old = super().setlimit(*args, **kwargs)
+        self._registered("setlimit", args, kwargs, 1)
+        return old
+
+    def set_authorizer(self, *args: Any, **kwargs: Any) -> None:
+        super().set_authorizer(*args, **kwargs)
+        self._callback_set("authorizer", args, kwargs)
+
+    def set_progress_handler(self, *args: Any, **kwargs: Any) -> None:
+        super().set_progress_handler(*args, **kwargs)
+        self._callback_set("progress handler", args, kwargs)
+
+    def set_trace_callback(self, *args: Any, **kwargs: Any) -> None:
+        super().set_trace_callback(*args, **kwargs)
+        self._callback_set("trace callback", args, kwargs)
+
+    def _callback_set(self, what: str, args: tuple, kwargs: dict) -> None:
+        if any(a is not None for a in (*args[:1], *kwargs.values())):
+            self._local_only = f"a {what} is set: statements run where it can see them"

@@ -1,0 +1,157 @@
+"""The writing side of a connection: the writer gate, revocation and durable commits.
+
+A transaction takes its database's FIFO gate (:mod:`mpsqlite._gate`) at its first write
+and leaves it when it ends; a durable commit then waits for a shared fsync
+(:mod:`mpsqlite._durability`). ``PRAGMA synchronous`` under group commit reports the
+level the application asked for, while SQLite runs at NORMAL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import _sql
+from ._replay import Replayed
+from ._sql import Kind
+
+_base_rollback = sqlite3.Connection.rollback
+_exec = sqlite3.Connection.execute  # for the connection's own setup statements only
+
+
+class GatedWrites(Replayed):
+    """The writer gate and group commit of :class:`mpsqlite.Connection`."""
+
+    _timeout: float
+    _same_thread: bool
+    _max_write: float | None
+    _gate_held: bool
+    _dirty: bool  # the gated transaction has written
+    _revoked: str | None
+    _group: bool
+    _want_group: bool
+    _sync_level: int
+    _op_lock: threading.RLock
+
+    def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
+        """Run a statement that may write, inside the writer gate where it needs one."""
+        if k is Kind.SYNC_QUERY or k is Kind.SYNC_SET:
+            if self._group:
+                return self._synchronous(cursor, sql, k)
+        elif k is Kind.EMPTY:
+            return run(cursor, sql, params)
+        with self._op_lock:
+            if self._revoked is not None:
+                if k is not Kind.ROLLBACK:
+                    raise sqlite3.OperationalError(self._revoked)  # until rolled back
+                self._revoked = None
+                if not self.in_transaction:  # ROLLBACK acknowledges what was rolled back
+                    return run(cursor, "", ())
+            took = False
+            if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
+                    not self._gate_held):
+                self._take_gate()
+                took = True
+            try:
+                result = run(cursor, sql, params)
+            except sqlite3.OperationalError as exc:
+                if took and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                    # A deferred transaction's outdated snapshot (SQLITE_BUSY_SNAPSHOT):
+                    # it got no write lock, so it must not keep other writers waiting.
+                    self._gate_held = False
+                    self._db.gate.release(self)  # type: ignore[union-attr]
+                raise
+            finally:
+                if self._gate_held:
+                    if k is Kind.WRITE:
+                        self._dirty = True
+                    self._settle(k is Kind.ROLLBACK)
+            if k is Kind.PRAGMA_SET:
+                self._record(("pragma", _sql.pragma_name(sql)), ("sql", sql, params))
+            elif k is Kind.ATTACH:
+                self._record(("attach", self._replay_version), ("sql", sql, params))
+            elif k is Kind.JOURNAL_MODE:
+                self._journal_changed()
+            if k is Kind.WRITE or k is Kind.ATTACH:
+                self._state_ok = False
+            return result
+
+    def _journal_changed(self) -> None:
+        """Group commit needs WAL: leaving it gives SQLite back the level asked for."""
+        mode = _exec(self, "PRAGMA journal_mode").fetchone()[0]
+        if self._group and mode != "wal":
+            self._group = False
+            _exec(self, f"PRAGMA synchronous={self._sync_level}")
+        elif self._want_group and not self._group and mode == "wal" and self._sync_level >= 2:
+            _exec(self, "PRAGMA synchronous=NORMAL")
+            self._group = True
+
+    def _take_gate(self) -> None:
+        assert self._db is not None
+        self._db.gate.acquire(self, self._timeout)
+        self._gate_held = True
+        self._dirty = False
+
+    def _settle(self, rolled_back: bool = False) -> None:
+        """After a statement or an end of transaction: leave the gate if no transaction is open."""
+        if not self._gate_held or self.in_transaction:
+            return
+        dirty = self._dirty
+        self._gate_held = self._dirty = False
+        assert self._db is not None
+        self._db.gate.release(self)
+        if dirty and not rolled_back:
+            self._make_durable()
+
+    def _make_durable(self) -> None:
+        if self._group and self._sync_level >= 2 and self._db is not None:
+            sync = self._db.sync
+            if sync is not None:
+                sync.wait_durable()
+
+    def _synchronous(self, cursor: Any, sql: str, k: Kind) -> Any:
+        """PRAGMA synchronous under group commit: the level kept is reported, not SQLite's."""
+        run = sqlite3.Cursor.execute
+        if k is Kind.SYNC_QUERY:
+            return run(cursor, "SELECT ? AS synchronous", (self._sync_level,))
+        level = _sql.sync_level(sql)
+        if level is None:
+            return run(cursor, sql)  # let SQLite judge it
+        self._sync_level = level
+        return run(cursor, "PRAGMA synchronous=" + ("NORMAL" if level >= 2 else str(level)))
+
+    def _raise_revoked(self) -> None:
+        message, self._revoked = self._revoked, None
+        raise sqlite3.OperationalError(message)
+
+    def _revoke_write(self, held: float) -> None:
+        """Called by a waiting writer: roll back our transaction if it sat idle too long."""
+        if self._max_write is None or held <= self._max_write or self._same_thread:
+            return
+        if not self._op_lock.acquire(blocking=False):
+            return  # a statement of ours is running: not idle
+        try:
+            if not self._gate_held:
+                return
+            try:
+                _base_rollback(self)
+            except sqlite3.Error:
+                pass
+            self._settle(rolled_back=True)
+            self._revoked = (
+                "the transaction was rolled back: it held the database's writer gate for more "
+                f"than max_write_seconds={self._max_write:g} while other writers waited"
+            )
+        finally:
+            self._op_lock.release()
+
+    def _end_gated(self) -> None:
+        """commit() or rollback() ended the gated transaction (another may have begun)."""
+        dirty = self._dirty
+        self._gate_held = self._dirty = False
+        assert self._db is not None
+        self._db.gate.release(self)
+        if dirty:
+            self._make_durable()
