@@ -18,42 +18,106 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+_FDATASYNC = hasattr(os, "fdatasync")  # what SQLite itself calls on Linux
+MAX_DELAY = 0.001
+# What a commit() that raises here must say: SQLite has committed the transaction already.
+_COMMITTED = "; the transaction was committed (others can read it) but may not survive a power loss"
+
+
+class _Waiter:
+    """A commit waiting for an fsync: ``ready`` is released once, when the commit is
+    covered or when the waiter must lead the next fsync."""
+
+    __slots__ = ("mine", "ready", "lead")
+
+    def __init__(self, mine: int) -> None:
+        self.mine = mine
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.lead = False
 
 
 class GroupSync:
-    """Makes commits durable, many per fsync of one database's WAL file."""
+    """Makes commits durable, many per fsync of one database's WAL file.
 
-    def __init__(self, wal_path: str) -> None:
+    One committer at a time leads: it fsyncs for everyone who committed before the
+    fsync began, wakes exactly those, and hands the lead to the oldest one left. Each
+    waiter wakes once. ``writing()`` says whether other writers are about to commit
+    (the writer gate is held); the leader then waits for them, up to ``MAX_DELAY`` or
+    the last fsync's duration, so that one fsync covers them too.
+    """
+
+    def __init__(self, wal_path: str, writing: Callable[[], bool] = lambda: False) -> None:
         self.wal_path = wal_path
-        self._cond = threading.Condition()
+        self._writing = writing
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._waiters: deque[_Waiter] = deque()
+        self._last = 0.0
         self._requested = 0
-        self._synced = 0
-        self._syncing = False
+        self._leading = False
         self.fsyncs = 0
         self.commits = 0
 
     def wait_durable(self) -> None:
         """Return once everything committed before this call is on disk."""
-        with self._cond:
+        with self._lock:
             self._requested += 1
             self.commits += 1
-            mine = self._requested
-            while self._synced < mine:
-                if self._syncing:
-                    self._cond.wait()
-                    continue
-                self._syncing = True
-                target = self._requested
-                self._cond.release()
-                synced = False
-                try:
-                    synced = self._fsync()
-                finally:
-                    self._cond.acquire()
-                    self._syncing = False
-                    self._cond.notify_all()
-                self._synced = max(self._synced, target)
-                self.fsyncs += synced
+            if self._leading:
+                waiter = _Waiter(self._requested)
+                self._waiters.append(waiter)
+                self._arrived.notify()
+            else:
+                self._leading = True
+                waiter = None
+        if waiter is not None:
+            waiter.ready.acquire()
+            if not waiter.lead:
+                return
+        self._lead()
+
+    def _lead(self) -> None:
+        """fsync for every commit so far, wake those it covers, pass the lead on."""
+        with self._lock:
+            if self._writing():
+                self._gather()
+            target = self._requested
+        start = time.monotonic()
+        try:
+            synced = self._fsync()
+        except BaseException:
+            with self._lock:
+                self._pass_lead()  # another waiter tries again; this commit reports the error
+            raise
+        with self._lock:
+            self._last = time.monotonic() - start
+            self.fsyncs += synced
+            waiters = self._waiters
+            while waiters and waiters[0].mine <= target:
+                waiters.popleft().ready.release()
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.lead = True
+            waiter.ready.release()
+        else:
+            self._leading = False
+
+    def _gather(self) -> None:
+        """Wait, briefly, for the writers in flight to commit (called holding the lock)."""
+        deadline = time.monotonic() + min(MAX_DELAY, self._last)
+        while self._writing():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrived.wait(remaining)
 
     def _fsync(self) -> bool:
         """fsync the WAL; False where there is none (all checkpointed, synced, removed)."""
@@ -62,12 +126,13 @@ class GroupSync:
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise sqlite3.OperationalError(f"cannot open {self.wal_path} to sync: {exc}") from exc
+            raise sqlite3.OperationalError(
+                f"cannot open {self.wal_path} to sync: {exc}{_COMMITTED}") from exc
         try:
-            os.fsync(fd)
+            os.fdatasync(fd) if _FDATASYNC else os.fsync(fd)
             return True
         except OSError as exc:
             raise sqlite3.OperationalError(
-                f"disk I/O error syncing {self.wal_path}: {exc}") from exc
+                f"disk I/O error syncing {self.wal_path}: {exc}{_COMMITTED}") from exc
         finally:
             os.close(fd)

@@ -22,7 +22,7 @@ _sqlite_execute = sqlite3.Connection.execute
 
 
 class _Fsyncs:
-    """Records the files passed to os.fsync; can hold the next sync until released."""
+    """Records the files passed to os.fsync/fdatasync; can hold the next sync until released."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.paths: list[str] = []
@@ -30,17 +30,23 @@ class _Fsyncs:
         self.release = threading.Event()
         self.release.set()
         self.fail_with: OSError | None = None
-        real = os.fsync
 
-        def fsync(fd: int) -> None:
-            self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
-            if self.fail_with is not None:
-                raise self.fail_with
-            self.entered.set()
-            assert self.release.wait(60), "a held fsync was never released"
-            real(fd)
+        def patch(name: str) -> None:
+            real = getattr(os, name)
 
-        monkeypatch.setattr(os, "fsync", fsync)
+            def sync(fd: int) -> None:
+                self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+                if self.fail_with is not None:
+                    raise self.fail_with
+                self.entered.set()
+                assert self.release.wait(60), "a held fsync was never released"
+                real(fd)
+
+            monkeypatch.setattr(os, name, sync)
+
+        patch("fsync")
+        if hasattr(os, "fdatasync"):
+            patch("fdatasync")
 
     def hold(self) -> None:
         self.entered.clear()
