@@ -77,6 +77,9 @@ _KNOWN_DRIVER_OPTIONS: dict[str, Callable[[str], Any]] = {
 # Options consumed by the dialect itself, never passed to mpsqlite.connect().
 DIALECT_OPTIONS: dict[str, Callable[[str], Any]] = {"begin": _to_begin}
 
+# connect() options in seconds that must be positive, or None for no limit.
+_POSITIVE_SECONDS = frozenset({"statement_timeout", "log_slow_statements"})
+
 # connect() parameters that the dialect decides and a user may not pass.
 _RESERVED = frozenset({"database", "factory", "autocommit"})
 
@@ -203,3 +206,6 @@ def check_connect_kwargs(kwargs: Mapping[str, Any], connect: Callable[..., Any])
         elif name == "timeout":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise _invalid(name, value, "expected a non-negative number of seconds")
+        elif name in _POSITIVE_SECONDS and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise _invalid(name, value, "expected a positive number of seconds or None")

@@ -19,13 +19,16 @@ from __future__ import annotations
 import sqlite3
 import weakref
 from collections import deque
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from . import _wire as w
-from ._workers import WorkerDied, WorkerHandle
+from ._timeout import KILL_GRACE
+from ._workers import WorkerDied, WorkerHandle, WorkerKilled
 
 if TYPE_CHECKING:
     from ._database import Database
+    from ._timeout import Statement
     from .connection import Connection
 
 #: Rows a result must reach, fetched with fetchall/fetchmany, to be sent to a worker next time.
@@ -65,17 +68,35 @@ def _describe_sql(description: tuple) -> str:
     return f"SELECT {cols} WHERE 0"
 
 
+def _ask(h: WorkerHandle, stmt: Statement | None, request: Any, con: Any = None) -> Any:
+    """One exchange for a statement, bounded by its statement_timeout.
+
+    ``request(timeout)`` builds the request. A worker that has not answered
+    KILL_GRACE seconds after the deadline is killed: what it runs did not stop."""
+    budget = None if stmt is None else stmt.budget()
+    if budget is None:
+        return h.exchange(request(None), con)
+    try:
+        return h.exchange(request(budget), con, max(budget[1], 0.0) + KILL_GRACE)
+    except WorkerKilled as exc:
+        raise sqlite3.OperationalError(
+            f"statement exceeded statement_timeout={budget[0]:g} s and did not stop when "
+            f"interrupted (a Python function that does not return?): {exc}; a new worker "
+            "starts when needed") from None
+
+
 class Remote:
     """A result held by a worker: rows received so far and the lease for the rest."""
 
-    __slots__ = ("rows", "pool", "handle", "finalizer", "row_factory", "__weakref__")
+    __slots__ = ("rows", "pool", "handle", "finalizer", "row_factory", "stmt", "__weakref__")
 
     def __init__(self, rows: list, pool: Any, handle: WorkerHandle | None,
-                 row_factory: Any) -> None:
+                 row_factory: Any, stmt: Statement | None = None) -> None:
         self.rows = deque(rows)
         self.pool = pool
         self.handle = handle  # set while rows remain in the worker
         self.row_factory = row_factory
+        self.stmt = stmt  # timing of the statement, on a connection with a Clock
         self.finalizer: weakref.finalize | None = None
 
     def fill(self) -> bool:
@@ -83,12 +104,17 @@ class Remote:
         h = self.handle
         if h is None:
             return False
+        stmt = self.stmt
+        t0 = monotonic()
         try:
-            status, payload = h.exchange(w.fetch_request())
+            status, payload = _ask(h, stmt, w.fetch_request)
         except BaseException:
             self.handle = None
             self.pool.release(h)
             raise
+        finally:
+            if stmt is not None:
+                stmt.add(monotonic() - t0)
         if status != w.OK:
             self.end()
             raise payload
@@ -229,7 +255,8 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
     if settings is None:
         return False
     key, version, blob = settings
-    ran = run_on_worker(db, con, key, version, blob, sql, params, cursor.row_factory)
+    ran = run_on_worker(db, con, key, version, blob, sql, params, cursor.row_factory,
+                        getattr(cursor, "_stmt", None) if con._clock is not None else None)
     if ran is None:
         return False
     description, remote = ran
@@ -245,21 +272,25 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
 
 
 def run_on_worker(db: Any, con: Any, key: int, version: int, blob: tuple, sql: str,
-                  params: Any, row_factory: Any) -> tuple[Any, Remote] | None:
+                  params: Any, row_factory: Any, stmt: Statement | None = None
+                  ) -> tuple[Any, Remote] | None:
     """Run a read for connection ``con`` on a worker: ``(description, Remote)``, or None
-    where no worker could take it (none free in time, or it refused to stand in)."""
+    where no worker could take it (none free in time, or it refused to stand in).
+    ``stmt`` times the statement, for a connection with statement_timeout or
+    log_slow_statements."""
     pool = db.pool()
     h = pool.lease(min(con._timeout, LEASE_WAIT))
     if h is None:
         return None
+    if stmt is not None:
+        stmt.runs_on(h.pid)
     try:
-        reply = h.exchange(
-            w.exec_request(key, version, None if h.known.get(key) == version else blob, sql,
-                           params),
-            con,
-        )
+        reply = _ask(h, stmt, lambda timeout: w.exec_request(
+            key, version, None if h.known.get(key) == version else blob, sql, params, timeout),
+            con)
         if reply[0] == w.NEED_SETTINGS:
-            reply = h.exchange(w.exec_request(key, version, blob, sql, params), con)
+            reply = _ask(h, stmt, lambda timeout: w.exec_request(
+                key, version, blob, sql, params, timeout), con)
     except WorkerDied:
         raise
     except BaseException:
@@ -269,6 +300,8 @@ def run_on_worker(db: Any, con: Any, key: int, version: int, blob: tuple, sql: s
     if status == w.REFUSED:
         pool.release(h)
         con._refuse_offload(payload)
+        if stmt is not None:
+            stmt.runs_here()
         return None
     h.known[key] = version
     if status == w.ERROR:
@@ -280,7 +313,7 @@ def run_on_worker(db: Any, con: Any, key: int, version: int, blob: tuple, sql: s
         if len(rows) < HEAVY_ROWS // 4 and cpu < HEAVY_CPU / 4:
             db.judge(sql, False)  # cheap after all (other parameters?): back to the caller
     db.offloaded += 1
-    return description, Remote(rows, pool, h if more else None, row_factory)
+    return description, Remote(rows, pool, h if more else None, row_factory, stmt)
 
 
 def _end_remote(remote: Remote) -> None:

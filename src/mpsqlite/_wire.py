@@ -15,6 +15,10 @@ Requests:
 - ``forget``: close the equivalents of these caller connections.
 - ``close``: close every connection and exit (no reply).
 
+``exec`` and ``fetch`` carry ``timeout``: None, or ``(statement_timeout,
+seconds left)`` of the caller's statement; the worker interrupts its
+statement when the seconds left run out.
+
 Replies are ``(status, payload)``: ``OK``, ``ERROR`` (payload: the exception)
 or ``REFUSED`` (the worker cannot stand in for that connection: payload
 says why; the caller runs the statement itself).
@@ -43,17 +47,23 @@ PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 # -- requests ----------------------------------------------------------------
 
-def exec_request(con: int, version: int, settings: tuple | None, sql: str, params: Any) -> tuple:
-    return (OP_EXEC, con, version, settings, sql, params)
+def exec_request(con: int, version: int, settings: tuple | None, sql: str, params: Any,
+                 timeout: tuple[float, float] | None = None) -> tuple:
+    return (OP_EXEC, con, version, settings, sql, params, timeout)
 
 
-def read_exec(req: tuple) -> tuple[int, int, tuple | None, str, Any]:
-    """``(con, version, settings, sql, params)`` of an exec request."""
-    return req[1], req[2], req[3], req[4], req[5]
+def read_exec(req: tuple) -> tuple[int, int, tuple | None, str, Any, tuple[float, float] | None]:
+    """``(con, version, settings, sql, params, timeout)`` of an exec request."""
+    return req[1], req[2], req[3], req[4], req[5], req[6]
 
 
-def fetch_request() -> tuple:
-    return (OP_FETCH,)
+def fetch_request(timeout: tuple[float, float] | None = None) -> tuple:
+    return (OP_FETCH, timeout)
+
+
+def read_fetch(req: tuple) -> tuple[float, float] | None:
+    """The ``timeout`` of a fetch request."""
+    return req[1]
 
 
 def drop_request() -> tuple:
@@ -137,6 +147,25 @@ def encode_error(exc: BaseException) -> BaseException:
         return sqlite3.OperationalError(f"{type(exc).__name__}: {exc}")
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's SQLITE_INTERRUPT (any driver's class)."""
+    return getattr(exc, "sqlite_errorcode", None) == 9 or str(exc) == "interrupted"
+
+
+def exceeded(exc: BaseException, limit: float, where: str = "") -> BaseException:
+    """The error for a statement that ``statement_timeout`` interrupted: ``exc``'s class
+    (SQLite's ``interrupted``), and its error code, with a message that says why."""
+    try:
+        err = type(exc)(f"statement exceeded statement_timeout={limit:g} s and was "
+                        f"interrupted{where}")
+    except Exception:
+        return exc
+    for attr in ("sqlite_errorcode", "sqlite_errorname"):
+        if hasattr(exc, attr):
+            setattr(err, attr, getattr(exc, attr))
+    return err
+
+
 # -- framing -----------------------------------------------------------------
 
 class ChannelClosed(EOFError):
@@ -191,6 +220,8 @@ class Channel:
     def _recv_into(self, view: memoryview) -> int:
         try:
             n = self.sock.recv_into(view)
+        except TimeoutError:
+            raise  # the socket's own timeout: the peer is alive but late
         except OSError as exc:
             raise ChannelClosed(str(exc)) from exc
         if not n:

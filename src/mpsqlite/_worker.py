@@ -25,6 +25,7 @@ from collections import OrderedDict
 from typing import Any
 
 from . import _wire as w
+from ._timer import Deadline
 
 # Equivalent connections kept per worker; the least recently used is closed.
 MAX_CONNECTIONS = 32
@@ -48,16 +49,38 @@ class _Worker:
         self.is_sqlite = driver == "sqlite3"
         self.cons: OrderedDict[int, _Equivalent] = OrderedDict()
         self.pending: Any = None  # the cursor of a result with rows still to send
+        self.pending_con: Any = None  # its connection (PEP 249 cursors need not name it)
         self.chunk = w.FIRST_ROWS
         self.current: Any = None  # the connection running a statement (for interrupts)
+        self.deadline = Deadline(self.interrupt)  # the caller's statement_timeout
 
     def handle(self, req: tuple) -> tuple:
         kind = w.op(req)
         if kind == w.OP_EXEC:
             return self._exec(*w.read_exec(req))
         if kind == w.OP_FETCH:
-            return self._fetch()
+            return self._fetch(w.read_fetch(req))
         raise ValueError(f"unknown request {kind!r}")
+
+    def _timed(self, con: Any, timeout: tuple[float, float] | None, run: Any) -> Any:
+        """``run()`` on ``con``, interrupted when the caller's seconds left run out."""
+        self.current = con
+        try:
+            if timeout is None:
+                return run()
+            limit, left = timeout
+            now = time.monotonic()
+            self.deadline.arm(0, now + left, now)
+            try:
+                return run()
+            except Exception as exc:
+                if self.deadline.disarm(0) and w.interrupted(exc):
+                    raise w.exceeded(exc, limit, f" on worker process {os.getpid()}") from None
+                raise
+            finally:
+                self.deadline.disarm(0)
+        finally:
+            self.current = None
 
     def drop(self) -> None:
         cur, self.pending = self.pending, None
@@ -69,7 +92,8 @@ class _Worker:
             self._forget(key)
 
     def _exec(
-        self, con_key: int, version: int, settings: tuple | None, sql: str, params: Any
+        self, con_key: int, version: int, settings: tuple | None, sql: str, params: Any,
+        timeout: tuple[float, float] | None,
     ) -> tuple:
         self.drop()
         eq = self.cons.get(con_key)
@@ -86,29 +110,29 @@ class _Worker:
                 self._forget(next(iter(self.cons)))
         self.cons.move_to_end(con_key)
         start = time.thread_time()
-        self.current = eq.con
-        try:
-            cur = eq.con.cursor()
+        cur = eq.con.cursor()
+
+        def run() -> list:
             cur.execute(sql, params) if params is not None else cur.execute(sql)
-            rows = cur.fetchmany(w.FIRST_ROWS) if cur.description is not None else []
-        finally:
-            self.current = None
+            return cur.fetchmany(w.FIRST_ROWS) if cur.description is not None else []
+
+        rows = self._timed(eq.con, timeout, run)
         more = len(rows) == w.FIRST_ROWS
         if more:
-            self.pending, self.chunk = cur, w.FIRST_ROWS
+            self.pending, self.pending_con, self.chunk = cur, eq.con, w.FIRST_ROWS
         else:
             cur.close()
             if not self.is_sqlite:
                 eq.con.rollback()  # end the read transaction such drivers open
         return w.ok(w.exec_result(cur.description, rows, more, time.thread_time() - start))
 
-    def _fetch(self) -> tuple:
+    def _fetch(self, timeout: tuple[float, float] | None) -> tuple:
         cur = self.pending
         if cur is None:
             return w.ok(w.fetch_result([], False))
         self.chunk = min(self.chunk * 4, w.MAX_CHUNK_ROWS)
         try:
-            rows = cur.fetchmany(self.chunk)
+            rows = self._timed(self.pending_con, timeout, lambda: cur.fetchmany(self.chunk))
         except BaseException:
             self.drop()
             raise
@@ -153,7 +177,7 @@ class _Worker:
     def _forget(self, key: int) -> None:
         eq = self.cons.pop(key, None)
         if eq is not None:
-            if self.pending is not None and self.pending.connection is eq.con:
+            if self.pending is not None and self.pending_con is eq.con:
                 self.drop()
             if self.is_sqlite:
                 # The last connection to close checkpoints and removes the WAL:

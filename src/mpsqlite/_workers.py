@@ -3,11 +3,14 @@
 Workers start lazily, one at a time as demand grows, with ``subprocess``
 running a fresh isolated interpreter (never ``fork``: safe in a threaded
 parent). A lease lends one worker to one cursor until its result is read or
-dropped; a dead worker is noticed on use, reported once and replaced.
+dropped; a dead worker is noticed on use, reported once and replaced. A worker
+that does not answer in time (``statement_timeout``) is killed and replaced.
+Crashes and replacements are logged on the ``mpsqlite.workers`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -29,9 +32,30 @@ _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A non-blocking look at a worker's socket (0 where the platform has no MSG_DONTWAIT).
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT if hasattr(socket, "MSG_DONTWAIT") else 0
 
+log = logging.getLogger("mpsqlite.workers")
+
 
 class WorkerDied(sqlite3.OperationalError):
     """A worker process ended while it was serving a request."""
+
+
+class WorkerKilled(sqlite3.OperationalError):
+    """A worker did not answer within the time its request allowed, and was killed."""
+
+    def __init__(self, message: str, pid: int) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "is still running"
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 def _shipped_path() -> list[str]:
@@ -69,8 +93,9 @@ class WorkerHandle:
         self.chan.send({"driver": pool.driver, "sys_path": _shipped_path()})
         self._started = False
 
-    def exchange(self, request: tuple, owner: Any = None) -> Any:
-        """Send one request and return its reply ``(status, payload)``."""
+    def exchange(self, request: tuple, owner: Any = None, wait: float | None = None) -> Any:
+        """Send one request and return its reply ``(status, payload)``; a worker that has
+        not replied after ``wait`` seconds is killed (WorkerKilled)."""
         with self.lock:
             if self.dead:
                 raise self.pool.died(self, before=True)
@@ -86,7 +111,10 @@ class WorkerHandle:
                     self.chan.send(w.forget_request(keys))
                     self.chan.recv()
                 self.chan.send(request)
-                reply = self.chan.recv()
+                if wait is None:
+                    reply = self.chan.recv()
+                else:
+                    reply = self._recv_within(wait)
             except w.ChannelClosed:
                 raise self.pool.died(self) from None
             finally:
@@ -95,6 +123,17 @@ class WorkerHandle:
             if reply[0] == w.ERROR:
                 self.errors += 1
             return reply
+
+    def _recv_within(self, wait: float) -> Any:
+        sock = self.chan.sock
+        sock.settimeout(max(wait, 0.001))
+        try:
+            return self.chan.recv()
+        except TimeoutError:
+            raise self.pool.overdue(self, wait) from None
+        finally:
+            if not self.dead:
+                sock.settimeout(None)
 
     def send_only(self, request: tuple) -> None:
         """Send a request that has no reply (drop); a dead worker is left to the next use."""
@@ -171,6 +210,7 @@ class WorkerPool:
         self._starting = 0
         self._waiting = 0
         self.restarts = 0
+        self._lost = 0  # workers that ended and are not replaced yet
         self.closed = False
 
     def lease(self, timeout: float) -> WorkerHandle | None:
@@ -199,7 +239,8 @@ class WorkerPool:
                     self._waiting -= 1
         try:
             h = WorkerHandle(self)
-        except OSError:
+        except OSError as exc:
+            log.warning("cannot start an mpsqlite worker process for %s: %s", self.name, exc)
             with self._cond:
                 self._starting -= 1
             return None
@@ -209,7 +250,13 @@ class WorkerPool:
                 h.stop()
                 return None
             self.workers.append(h)
-            return h
+            replacing = self._lost > 0
+            if replacing:
+                self._lost -= 1
+        if replacing:
+            log.info("mpsqlite worker process %d started for %s, in place of one that ended",
+                     h.pid, self.name)
+        return h
 
     def release(self, h: WorkerHandle) -> None:
         """Return a lease; a worker that died meanwhile is retired."""
@@ -229,22 +276,40 @@ class WorkerPool:
         except subprocess.TimeoutExpired:
             h.proc.kill()
             code = h.proc.wait()
-        how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else (
-            f"exited with status {code}")
         with self._cond:
             self._retire_locked(h)
             self._cond.notify()
         when = "before it received the request" if before else "while serving the request"
         return WorkerDied(
-            f"mpsqlite worker process {h.pid} died ({how}) {when}; it only ever reads, so "
-            "nothing was lost: run the statement again"
+            f"mpsqlite worker process {h.pid} died ({_exit_text(code)}) {when}; it only ever "
+            "reads, so nothing was lost: run the statement again"
         )
 
-    def _retire_locked(self, h: WorkerHandle) -> None:
+    def overdue(self, h: WorkerHandle, wait: float) -> WorkerKilled:
+        """Kill a worker that has not answered within ``wait`` seconds, and retire it."""
+        h.dead = True
+        h.proc.kill()
+        h.proc.wait()
+        with self._cond:
+            self._retire_locked(h, f"was killed: no answer within {wait:.3g} s")
+            self._cond.notify()
+        return WorkerKilled(
+            f"its mpsqlite worker process {h.pid} did not answer and was killed", h.pid)
+
+    def _retire_locked(self, h: WorkerHandle, how: str | None = None) -> None:
         if h in self.workers:
             self.workers.remove(h)
             if not self.closed:
                 self.restarts += 1
+                self._lost += 1
+                if how is None:
+                    try:
+                        h.proc.wait(0.2)  # its socket closed first: the exit follows
+                    except subprocess.TimeoutExpired:
+                        pass
+                    how = "died: it " + _exit_text(h.proc.returncode)
+                log.warning("mpsqlite worker process %d of %s %s; a new one starts when "
+                            "needed", h.pid, self.name, how)
         if h in self._idle:
             self._idle.remove(h)
         h.dead = True

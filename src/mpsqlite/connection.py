@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._database import Database, registry
+from ._timeout import Clock, check_seconds
 from ._writes import GatedWrites
 from .cursor import Cursor
 
@@ -66,6 +67,7 @@ class Connection(GatedWrites):
     """A sqlite3 connection with a writer gate, group commit and offload (module docstring)."""
 
     _db: Database | None = None
+    _clock: Clock | None = None  # times statements: statement_timeout, log_slow_statements
 
     def __init__(
         self,
@@ -84,12 +86,22 @@ class Connection(GatedWrites):
         group_commit: bool = True,
         offload: bool = True,
         max_write_seconds: float | None = 30.0,
+        statement_timeout: float | None = None,
+        log_slow_statements: float | None = None,
     ) -> None:
+        """Open as sqlite3 does. ``statement_timeout`` (seconds) interrupts a statement
+        that runs longer, except that SQLite cannot stop a Python function it is calling in
+        this process (on a worker, such a statement ends with the worker killed);
+        ``max_write_seconds`` only rolls back a transaction idle in the writer gate while
+        others wait, never a running statement; ``log_slow_statements`` (seconds) logs
+        slower statements. See :mod:`mpsqlite._timeout`."""
         if workers is not None and (type(workers) is not int or workers < 1):
             raise ValueError(f"workers must be a positive integer, not {workers!r}")
         if max_write_seconds is not None and not max_write_seconds > 0:
             raise ValueError(f"max_write_seconds must be positive or None, not "
                              f"{max_write_seconds!r}")
+        statement_timeout = check_seconds("statement_timeout", statement_timeout)
+        log_slow_statements = check_seconds("log_slow_statements", log_slow_statements)
         if autocommit is not _UNSET and not _HAS_AUTOCOMMIT:
             raise TypeError("'autocommit' is an invalid keyword argument for Connection()")
         if self._db is not None:  # __init__ called again on an open connection
@@ -118,6 +130,9 @@ class Connection(GatedWrites):
         self._udf_sql: dict[str, bool] = {}
         self._connect = (os.fsdecode(database) if isinstance(database, (bytes, os.PathLike))
                          else database, bool(uri), float(timeout))
+        self._clock = None
+        if statement_timeout is not None or log_slow_statements is not None:
+            self._clock = Clock(self, statement_timeout, log_slow_statements, self._connect[0])
         path, mode, level = _file_state(self)
         if path:
             self._attach_file(path, mode, level, wal, group_commit, workers)
@@ -153,7 +168,11 @@ class Connection(GatedWrites):
         with self._op_lock:
             if self._revoked is not None:
                 self._raise_revoked()
-            _base_commit(self)
+            try:
+                _base_commit(self)
+            except sqlite3.Error:
+                self._settle(rolled_back=True)  # SQLite may have rolled back (SQLITE_FULL)
+                raise
             if self._gate_held:
                 self._end_gated()
 

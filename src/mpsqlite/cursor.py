@@ -4,7 +4,9 @@ A read runs here, in sqlite3's C code, unless the offload policy has judged
 the same SQL GIL-heavy (:mod:`mpsqlite._offload`); then a worker runs it and
 the cursor serves the worker's rows. Anything that may write goes through
 the connection's writer gate. Fetching is sqlite3's own, untouched, except
-that ``fetchall`` and ``fetchmany`` note how many rows a read returned.
+that ``fetchall`` and ``fetchmany`` note how many rows a read returned. On a
+connection with ``statement_timeout`` or ``log_slow_statements`` each
+statement is timed by :mod:`mpsqlite._timeout`.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ class Cursor(sqlite3.Cursor):
     _judge: str | None = None  # SQL of the read just run here, judged by what it returns
     _t0: float | None = None  # thread CPU time when it began, if it calls Python functions
     _seen = 0  # rows fetchmany returned for it so far
+    _clocked = False  # the connection's clock is timing the statement being run
 
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
         con = self.connection
+        clock = getattr(con, "_clock", None)
+        if clock is not None and not self._clocked:
+            return clock.run(self, Cursor.execute, sql, parameters)
         db = getattr(con, "_db", None)
         if db is None:
             return _execute(self, sql, parameters)
@@ -67,6 +73,9 @@ class Cursor(sqlite3.Cursor):
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Cursor:
         con = self.connection
+        clock = getattr(con, "_clock", None)
+        if clock is not None and not self._clocked:
+            return clock.run(self, Cursor.executemany, sql, seq_of_parameters)
         db = getattr(con, "_db", None)
         if db is None or type(sql) is not str:
             return _executemany(self, sql, seq_of_parameters)
@@ -78,6 +87,9 @@ class Cursor(sqlite3.Cursor):
 
     def executescript(self, sql_script: str, /) -> Cursor:
         con = self.connection
+        clock = getattr(con, "_clock", None)
+        if clock is not None and not self._clocked:
+            return clock.run(self, Cursor.executescript, sql_script)
         db = getattr(con, "_db", None)
         if db is None or type(sql_script) is not str:
             return _executescript(self, sql_script)
