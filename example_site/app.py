@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from .views.api import Api
 from .views.catalog import Authors, Books
 from .views.insights import Report, Search, home_data
-from .views.status import Status
+from .views.status import Metrics, Status
 from .web import STATIC, RequestStats, Site, db, error_page, make_env, render
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
@@ -34,6 +34,7 @@ class Root:
         self.search = Search()
         self.report = Report()
         self.status = Status()
+        self.metrics = Metrics()
         self.api = Api()
 
     @cherrypy.expose

@@ -32,15 +32,18 @@ class Database:
         self.path = path
         self.driver = driver
         self.gate = WriterGate()
-        self.sync = GroupSync(path + "-wal") if driver == "sqlite3" else None
+        self.sync = (GroupSync(path + "-wal", lambda: self.gate.held) if driver == "sqlite3"
+                     else None)
         self.heavy: set[str] = set()  # SQL judged worth a worker
         self.size = workers
         self.refs = 0
         self.idle_since = 0.0
         self._pool: WorkerPool | None = None
         self._lock = threading.Lock()
-        self.local_statements = 0
+        self.local_statements = 0  # reads run in this process
+        self.write_statements = 0  # statements that may write (always run in this process)
         self.offloaded = 0
+        self.restarts_before = 0  # worker restarts of the pools stopped before this one
 
     def pool(self) -> WorkerPool:
         """The worker pool, created (without starting any worker) on first need."""
@@ -74,8 +77,40 @@ class Database:
     def stop_workers(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            if pool is not None:
+                self.restarts_before += pool.restarts
         if pool is not None:
             pool.close()
+
+    def counters(self) -> dict[str, Any]:
+        """What this database has counted since it opened; every number only grows."""
+        grants, waited, waits, timeouts = self.gate.stats()
+        pool, sync = self._pool, self.sync
+        return {
+            "caller_reads": self.local_statements,
+            "caller_writes": self.write_statements,
+            "worker_reads": self.offloaded,
+            "writer_grants": grants,
+            "writer_wait_seconds": waited,
+            "writer_waits": waits,
+            "writer_timeouts": timeouts,
+            "commits": sync.commits if sync is not None else 0,
+            "fsyncs": sync.fsyncs if sync is not None else 0,
+            "worker_restarts": self.restarts_before + (pool.restarts if pool is not None else 0),
+        }
+
+    def gauges(self) -> dict[str, int]:
+        """What this database is doing now: queues, the gate, workers alive and busy."""
+        pool = self._pool
+        workers = pool.status() if pool is not None and not pool.closed else []
+        return {
+            "writer_queue": self.gate.waiting,
+            "writer_busy": int(self.gate.held),
+            "workers_alive": len(workers),
+            "workers_busy": sum(1 for x in workers if x["state"] == "busy"),
+            "workers_max": self.size,
+            "reads_waiting": pool.waiting if pool is not None else 0,
+        }
 
     def status(self) -> dict[str, Any]:
         pool = self._pool
@@ -101,6 +136,17 @@ class Database:
         }
 
 
+def add_counters(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add one :meth:`Database.counters` to a running total (lists add by position)."""
+    for name, value in more.items():
+        if isinstance(value, list):
+            have = into.setdefault(name, [0] * len(value))
+            for i, v in enumerate(value):
+                have[i] += v
+        else:
+            into[name] = into.get(name, 0) + value
+
+
 def _same_file(path: str, key: tuple) -> bool:
     try:
         st = os.stat(path)
@@ -118,6 +164,14 @@ class _Registry:
         self._wake = threading.Condition(self.lock)
         self._reaper: threading.Thread | None = None
         self.pid = os.getpid()
+        # Counters of the databases dropped so far, summed by path: with the live ones they
+        # make totals that never go back (mpsqlite.metrics).
+        self.retired: dict[str, dict[str, Any]] = {}
+
+    def _drop(self, db: Database) -> None:
+        """Forget ``db`` (called holding the lock), keeping its counters in ``retired``."""
+        del self.databases[db.key]
+        add_counters(self.retired.setdefault(db.path, {}), db.counters())
 
     def acquire(self, key: tuple, path: str, workers: int | None, driver: str) -> Database:
         with self.lock:
@@ -126,7 +180,7 @@ class _Registry:
                     db.path, key):
                 # Its file was deleted after the last close and the inode number reused
                 # by a new file: the lingering workers hold nothing of the new one.
-                del self.databases[key]
+                self._drop(db)
                 threading.Thread(target=db.stop_workers, daemon=True).start()
                 db = None
             if db is None:
@@ -145,7 +199,7 @@ class _Registry:
             db.idle_since = time.monotonic()
             if not db.has_workers:
                 if self.databases.get(db.key) is db:
-                    del self.databases[db.key]
+                    self._drop(db)
                 return
             if self._reaper is None or not self._reaper.is_alive():
                 self._reaper = threading.Thread(
@@ -160,7 +214,7 @@ class _Registry:
                 due = [db for db in self.databases.values()
                        if db.refs == 0 and now - db.idle_since >= LINGER_SECONDS]
                 for db in due:
-                    del self.databases[db.key]
+                    self._drop(db)
                 if due:
                     self.lock.release()
                     try:
@@ -186,7 +240,7 @@ class _Registry:
             dbs = list(self.databases.values())
             for db in dbs:
                 if db.refs == 0:
-                    del self.databases[db.key]
+                    self._drop(db)
         for db in dbs:
             db.stop_workers()
 
@@ -204,8 +258,9 @@ class _Registry:
             db._lock = threading.Lock()
             db.gate = WriterGate()
             if db.sync is not None:
-                db.sync = GroupSync(db.sync.wal_path)
+                db.sync = GroupSync(db.sync.wal_path, lambda db=db: db.gate.held)
         self.databases.clear()
+        self.retired = {}
 
 
 registry = _Registry()

@@ -13,10 +13,14 @@ import sqlite3
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from collections import deque
 from typing import Any, Protocol
 
 _POLL = 0.05
+#: Upper bounds (seconds) of the wait-time buckets counted per grant, for mpsqlite.metrics.
+WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                5.0, 10.0)
 
 
 class Holder(Protocol):
@@ -29,13 +33,14 @@ class _Waiter:
     """A queued writer: ``ready`` is taken at birth and released to grant the gate
     (one futex wake; an Event would cost a Condition's several lock hand-offs)."""
 
-    __slots__ = ("owner", "ready", "granted")
+    __slots__ = ("owner", "ready", "granted", "since")
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
         self.ready = threading.Lock()
         self.ready.acquire()
         self.granted = False
+        self.since = time.monotonic()
 
 
 class WriterGate:
@@ -48,6 +53,10 @@ class WriterGate:
         self.since = 0.0
         self.grants = 0
         self.waited = 0.0
+        # Grants that waited, by WAIT_BUCKETS (the last: longer); grants not counted here
+        # did not wait. Counted with ``grants``, under the lock, so the two always agree.
+        self.waits = [0] * (len(WAIT_BUCKETS) + 1)
+        self.timeouts = 0
 
     @property
     def owner(self) -> Holder | None:
@@ -76,7 +85,6 @@ class WriterGate:
         while True:
             remaining = deadline - time.monotonic()
             if waiter.ready.acquire(timeout=min(max(remaining, 0.0), _POLL)):
-                self.waited += time.monotonic() - start
                 return
             self._revoke_overdue()
             if remaining <= 0:
@@ -84,6 +92,7 @@ class WriterGate:
                     if waiter.granted:
                         return
                     self._waiters.remove(waiter)
+                    self.timeouts += 1
                 raise sqlite3.OperationalError("database is locked")
 
     def release(self, owner: Holder) -> None:
@@ -103,10 +112,18 @@ class WriterGate:
             waiter.granted = True
             self._owner, self.since = weakref.ref(waiter.owner), time.monotonic()
             self.grants += 1
+            wait = self.since - waiter.since
+            self.waited += wait
+            self.waits[bisect_left(WAIT_BUCKETS, wait)] += 1
             waiter.owner = None
             waiter.ready.release()
         else:
             self._owner = None
+
+    def stats(self) -> tuple[int, float, list[int], int]:
+        """Grants, seconds waited, waits by bucket and timeouts, read together."""
+        with self._lock:
+            return self.grants, self.waited, list(self.waits), self.timeouts
 
     def _revoke_overdue(self) -> None:
         ref = self._owner

@@ -37,6 +37,7 @@ class GatedWrites(Replayed):
 
     def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
         """Run a statement that may write, inside the writer gate where it needs one."""
+        self._db.write_statements += 1  # type: ignore[union-attr]
         if k is Kind.SYNC_QUERY or k is Kind.SYNC_SET:
             if self._group:
                 return self._synchronous(cursor, sql, k)
