@@ -1,7 +1,24 @@
 """WSGI middleware giving every request its own SQLAlchemy ORM session, ended correctly.
 
->>> from mpsqlite_wsgi import SessionMiddleware, current_session
->>> app = SessionMiddleware(wsgi_app, engine)          # doctest: +SKIP
+Wrap any WSGI application (CherryPy, Flask, bare WSGI) and serve it with any
+WSGI server (cheroot, waitress, gunicorn, mod_wsgi); it works on any engine::
+
+    from mpsqlite_wsgi import RetryPolicy, SessionMiddleware, current_session
+
+    app = SessionMiddleware(wsgi_app, engine, retry=RetryPolicy())
+
+Inside a request ``current_session()`` is that request's session (also
+``environ["mpsqlite_wsgi.session"]``), made lazily on first use. The session is
+committed when the app returns a status below 400, rolled back when it
+raises, answers 4xx/5xx or calls ``mark_for_rollback()``, and always closed.
+The commit happens before the server's ``start_response``, so a failed commit
+becomes a clean 500 rather than a 200 whose data was never saved; bodies up to
+``buffer_size`` (64 KiB) are produced inside the transaction. With
+``retry=RetryPolicy()`` a request that failed with a transient database error
+("database is locked", serialization failures) runs again with a fresh
+session. For stock ``sqlite://``, ``enable_sqlite_transactions(engine)`` makes
+SAVEPOINT safe; ``mpsqlite_wsgi.testing`` helps test an app under it.
+Full documentation: ``docs/wsgi.md``.
 """
 
 from .context import (
