@@ -146,10 +146,7 @@ class Connection(GatedWrites):
         except OSError:
             return  # not a plain file (a VFS of its own?): sqlite3 alone serves it
         if wal and mode != "wal":
-            try:
-                mode = _exec(self, "PRAGMA journal_mode=WAL").fetchone()[0]
-            except sqlite3.Error:
-                pass  # read-only, or locked by another process: left as it is
+            mode = self._switch_to_wal(path, mode, st.st_size == 0 and level >= 1, level)
         self._db = registry.acquire((st.st_dev, st.st_ino), path, workers, "sqlite3")
         self._want_group = group_commit
         self._sync_level = level
@@ -160,6 +157,28 @@ class Connection(GatedWrites):
                 self._group = True
 
     # -- statements (called by Cursor) ---------------------------------------
+
+    def _switch_to_wal(self, path: str, mode: str, new_file: bool, level: int) -> str:
+        """``PRAGMA journal_mode=WAL``. A new, empty file's switch is one write of its
+        header: one fdatasync of the file makes it durable, where SQLite's rollback
+        journal would take four (journal, directory, journal, file)."""
+        try:
+            if new_file:
+                _exec(self, "PRAGMA synchronous=OFF")
+            try:
+                mode = _exec(self, "PRAGMA journal_mode=WAL").fetchone()[0]
+            finally:
+                if new_file:
+                    _exec(self, f"PRAGMA synchronous={level}")
+            if new_file and mode == "wal":
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+                finally:
+                    os.close(fd)
+            return mode
+        except (sqlite3.Error, OSError):
+            return mode  # read-only, or locked by another process: left as it is
 
     # -- transactions --------------------------------------------------------
 

@@ -146,8 +146,20 @@ def test_autocommit_statements_are_each_durable(mp_connect, fsyncs, db_path):
     conn.execute("create table w(v)")
     for i in range(3):
         conn.execute("insert into w values (?)", (i,))
-    assert len(fsyncs.paths) == 4
+    assert [p for p in fsyncs.paths if p.endswith("-wal")] == [str(db_path) + "-wal"] * 4
     assert conn.pool_status()["fsyncs"] == conn.pool_status()["commits"] == 4
+
+
+def test_a_new_files_switch_to_wal_is_made_durable_by_one_sync_of_the_file(
+        mp_connect, fsyncs, db_path):
+    assert not db_path.exists()
+    conn = mp_connect()
+    assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
+    assert fsyncs.paths == [str(db_path)]
+    assert conn.execute("pragma synchronous").fetchone() == (2,)
+    conn.close()
+    assert mp_connect().execute("pragma journal_mode").fetchone() == ("wal",)
+    assert fsyncs.paths == [str(db_path)]  # an existing WAL file: nothing to switch
 
 
 @pytest.mark.parametrize(
@@ -170,7 +182,8 @@ def test_without_group_commit_sqlite_syncs_itself(mp_connect, fsyncs):
     conn.execute("insert into w values (1)")
     conn.commit()
     status = conn.pool_status()
-    assert (status["commits"], status["fsyncs"], fsyncs.paths) == (0, 0, [])
+    wal_syncs = [p for p in fsyncs.paths if p.endswith("-wal")]
+    assert (status["commits"], status["fsyncs"], wal_syncs) == (0, 0, [])
     assert conn.execute("pragma synchronous").fetchone() == (2,)
 
 
