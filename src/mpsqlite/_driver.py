@@ -5,17 +5,26 @@ process; mpsqlite adds its writer gate (per driver and database argument)
 and offload of reads that return many rows to worker processes running the
 same driver. Group commit does not apply: mpsqlite cannot know how another
 driver makes commits durable. The driver's own exception classes arrive
-unchanged. A transaction is taken to begin at the first statement that may
-write, which is when most drivers open one implicitly.
+unchanged; mpsqlite's own errors (a worker that died, the writer gate's
+``database is locked``) are raised as subclasses of both their sqlite3 class
+and the driver's ``OperationalError``, so the application's handlers for the
+driver catch them. A transaction is taken to begin at the first statement
+that may write, which is when most drivers open one implicitly.
+
+Every write and every commit runs on the driver's connection in the calling
+process; workers only read. A worker that dies therefore costs a read, never
+leaves a commit in doubt.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import sqlite3
 import weakref
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from . import _offload
 from . import _wire as w
@@ -23,6 +32,47 @@ from ._database import registry
 from ._sql import Kind, kind
 
 _ids = iter(range(1, 1 << 62))
+_F = TypeVar("_F", bound=Callable[..., Any])
+_classes: dict[tuple[type, type], type] = {}
+
+
+def _for_driver(exc: sqlite3.Error, driver: Any) -> BaseException:
+    """mpsqlite's own error ``exc`` as an instance of the driver's OperationalError too."""
+    own, base = getattr(driver, "Error", None), getattr(driver, "OperationalError", None)
+    if isinstance(own, type) and isinstance(exc, own):
+        return exc  # the driver's own (a driver may use sqlite3's classes)
+    if not isinstance(base, type) or not issubclass(base, BaseException):
+        return exc
+    cls = _classes.get((type(exc), base))
+    if cls is None:
+        try:
+            cls = type(type(exc).__name__, (type(exc), base), {"__module__": __name__})
+        except TypeError:  # the driver's class has a C layout of its own
+            cls = base
+        _classes[(type(exc), base)] = cls
+    try:
+        err = cls.__new__(cls, *exc.args)
+        BaseException.__init__(err, *exc.args)
+        err.__dict__.update(getattr(exc, "__dict__", {}))
+    except Exception:
+        return exc
+    return err
+
+
+def _driver_errors(method: _F) -> _F:
+    """Raise mpsqlite's own errors from ``method`` as the driver's OperationalError too."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            err = _for_driver(exc, self.connection.driver)
+            if err is exc:
+                raise
+            raise err.with_traceback(exc.__traceback__) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class DriverConnection:
@@ -83,10 +133,15 @@ class DriverConnection:
             self._db.gate.release(self)
 
     def commit(self) -> None:
+        """Commit on the driver's connection, here; a commit that failed keeps the writer
+        gate only while the driver says (``in_transaction``) that its transaction is open."""
         try:
             self._con.commit()
-        finally:
-            self._end()
+        except BaseException:
+            if getattr(self._con, "in_transaction", None) is not True:
+                self._end()
+            raise
+        self._end()
 
     def rollback(self) -> None:
         try:
@@ -163,6 +218,7 @@ class DriverCursor:
                 r.finalizer.detach()
             r.end()
 
+    @_driver_errors
     def execute(self, sql: str, parameters: Any = None) -> DriverCursor:
         self._reset()
         con = self.connection
@@ -183,6 +239,7 @@ class DriverCursor:
         con._after(k)
         return self
 
+    @_driver_errors
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any]) -> DriverCursor:
         self._reset()
         self._judge = None
@@ -214,6 +271,7 @@ class DriverCursor:
                 self._judge = None
         return rows
 
+    @_driver_errors
     def fetchone(self) -> Any:
         r = self._remote
         if r is None:
@@ -222,6 +280,7 @@ class DriverCursor:
             return None
         return r.rows.popleft()
 
+    @_driver_errors
     def fetchmany(self, size: int | None = None) -> list:
         n = self.arraysize if size is None else size
         r = self._remote
@@ -230,6 +289,7 @@ class DriverCursor:
             return self._note(rows, len(rows) < n)
         return r.take(n)
 
+    @_driver_errors
     def fetchall(self) -> list:
         r = self._remote
         if r is None:

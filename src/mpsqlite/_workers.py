@@ -90,7 +90,10 @@ class WorkerHandle:
         self.owner: Any = None  # the caller connection being served
         self.statements = 0
         self.errors = 0
-        self.chan.send({"driver": pool.driver, "sys_path": _shipped_path()})
+        try:
+            self.chan.send({"driver": pool.driver, "sys_path": _shipped_path()})
+        except w.ChannelClosed:
+            pass  # it died at once: its first exchange reports that (WorkerDied)
         self._started = False
 
     def exchange(self, request: tuple, owner: Any = None, wait: float | None = None) -> Any:

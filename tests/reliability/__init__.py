@@ -1,0 +1,1 @@
+"""Reliability tests: kill soak, disk full, differential runs, resource bounds."""
