@@ -24,6 +24,9 @@ from collections.abc import Callable
 
 _FDATASYNC = hasattr(os, "fdatasync")  # what SQLite itself calls on Linux
 MAX_DELAY = 0.001
+#: A WAL larger than this at a group fsync has been starved of checkpoints by readers
+#: that never pause; the committing connection then waits for them and truncates it.
+WAL_RESTART_BYTES = 16 << 20
 # What a commit() that raises here must say: SQLite has committed the transaction already.
 _COMMITTED = "; the transaction was committed (others can read it) but may not survive a power loss"
 
@@ -62,6 +65,8 @@ class GroupSync:
         self._leading = False
         self.fsyncs = 0
         self.commits = 0
+        self.wal_size = 0  # at the last fsync
+        self.restarting = False  # a connection is checkpointing an overgrown WAL
 
     def wait_durable(self) -> None:
         """Return once everything committed before this call is on disk."""
@@ -130,6 +135,7 @@ class GroupSync:
                 f"cannot open {self.wal_path} to sync: {exc}{_COMMITTED}") from exc
         try:
             os.fdatasync(fd) if _FDATASYNC else os.fsync(fd)
+            self.wal_size = os.fstat(fd).st_size
             return True
         except OSError as exc:
             raise sqlite3.OperationalError(

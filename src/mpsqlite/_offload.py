@@ -268,6 +268,9 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
         remote.finalizer = weakref.finalize(cursor, _end_remote, remote)
     cursor._remote = remote
     cursor.__class__ = variant
+    if con._remotes is None:
+        con._remotes = weakref.WeakSet()
+    con._remotes.add(remote)
     return True
 
 

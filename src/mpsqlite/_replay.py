@@ -16,6 +16,8 @@ from . import _sql
 from ._database import Database
 
 _exec = sqlite3.Connection.execute  # for the connection's own setup statements only
+_cursor_execute = sqlite3.Cursor.execute
+_STMT_TABLE = True  # SQLite has the sqlite_stmt virtual table (SQLITE_ENABLE_STMTVTAB)
 
 
 def _shippable(obj: Any) -> bytes:
@@ -41,6 +43,7 @@ class Replayed(sqlite3.Connection):
     _state_ok: bool  # no TEMP objects or in-memory attachments (checked lazily)
     _udfs: frozenset[str]
     _udf_sql: dict[str, bool]
+    _remotes: Any = None  # WeakSet of the results workers served for it, made on first use
 
     def _calls_python(self, sql: str) -> bool:
         """Whether ``sql`` calls one of this connection's Python functions."""
@@ -57,15 +60,33 @@ class Replayed(sqlite3.Connection):
         if self._detect_types or self.text_factory is not str:
             return False
         if not self._state_ok:
-            temp, memory = _exec(
-                self,
+            temp, memory = self._own_query(
                 "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM "
-                "pragma_database_list WHERE file = '' AND name != 'temp')",
-            ).fetchone()
+                "pragma_database_list WHERE file = '' AND name != 'temp')")
             if temp or memory:
                 return False
             self._state_ok = True
-        return True
+        return not self._reading_elsewhere(cursor)
+
+    def _own_query(self, sql: str) -> tuple:
+        """One row of mpsqlite's own query, whatever row factory the application set."""
+        cur = sqlite3.Cursor(self)
+        cur.row_factory = None
+        return _cursor_execute(cur, sql).fetchone()
+
+    def _reading_elsewhere(self, cursor: Any) -> bool:
+        """Whether another statement of this connection is part-way through its rows: it
+        holds a snapshot (and table locks) that a worker's read would not share."""
+        global _STMT_TABLE
+        if not _STMT_TABLE:
+            return False  # SQLite built without the sqlite_stmt table: cannot tell
+        _cursor_execute(cursor, "SELECT 0 WHERE 0")  # ends the cursor's own previous read
+        try:
+            (busy,) = self._own_query("SELECT count(*) FROM sqlite_stmt WHERE busy")
+        except sqlite3.OperationalError:
+            _STMT_TABLE = False
+            return False
+        return busy > 1  # this query itself is one
 
     def _record(self, key: Any, entry: tuple) -> None:
         """Note a setting a worker must replay to stand in for this connection."""

@@ -14,10 +14,17 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _sql
+from ._durability import WAL_RESTART_BYTES
 from ._replay import Replayed
 from ._sql import Kind
 
 _base_rollback = sqlite3.Connection.rollback
+_single = _cursor_execute = sqlite3.Cursor.execute
+_cursor = sqlite3.Connection.cursor
+_DESTROYING = frozenset({"DROP", "VACUUM"})
+# Raised while binding parameters, before SQLite runs a statement.
+_BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError, TypeError,
+                ValueError)
 _exec = sqlite3.Connection.execute  # for the connection's own setup statements only
 
 
@@ -50,21 +57,35 @@ class GatedWrites(Replayed):
                 self._revoked = None
                 if not self.in_transaction:  # ROLLBACK acknowledges what was rolled back
                     return run(cursor, "", ())
+            pending = None
+            if k is Kind.WRITE and self._remotes and _sql.first_word(sql) in _DESTROYING:
+                pending = self._pending_like_remote()
             took = False
             if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
                     not self._gate_held):
-                self._take_gate()
+                try:
+                    self._take_gate()
+                except sqlite3.OperationalError:
+                    return self._ungated(run, cursor, sql, params, k)
                 took = True
             try:
                 result = run(cursor, sql, params)
             except sqlite3.OperationalError as exc:
-                if took and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                if took and getattr(exc, "sqlite_errorcode", 0) & 0xFF == 5:  # SQLITE_BUSY
                     # A deferred transaction's outdated snapshot (SQLITE_BUSY_SNAPSHOT):
                     # it got no write lock, so it must not keep other writers waiting.
                     self._gate_held = False
                     self._db.gate.release(self)  # type: ignore[union-attr]
                 raise
+            except _BEFORE_STEP:
+                if took and run is _single:
+                    # Refused while binding: SQLite never ran it, so it took no lock.
+                    self._gate_held = False
+                    self._db.gate.release(self)  # type: ignore[union-attr]
+                raise
             finally:
+                if pending is not None:
+                    pending.close()
                 if self._gate_held:
                     if k is Kind.WRITE:
                         self._dirty = True
@@ -78,6 +99,36 @@ class GatedWrites(Replayed):
             if k is Kind.WRITE or k is Kind.ATTACH:
                 self._state_ok = False
             return result
+
+    def _pending_like_remote(self) -> Any:
+        """While a worker's result still has rows for this connection, a statement of
+        ours kept part-way through, so that SQLite itself refuses what it refuses while a
+        read is pending (DROP of a table or index, VACUUM), with its own error."""
+        if not any(r.rows or r.handle is not None for r in list(self._remotes)):
+            return None
+        pending = _cursor(self)
+        _cursor_execute(pending, "SELECT count(*) FROM sqlite_schema UNION ALL SELECT 0").fetchone()
+        return pending
+
+    def _ungated(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any,
+                 k: Kind) -> Any:
+        """The gate timed out: sqlite3 decides at once, as it would have after its own
+        wait (its error for bad input; ``database is locked`` with SQLite's code, the
+        implicit BEGIN left open). Should SQLite's lock be free after all, it runs."""
+        _exec(self, "PRAGMA busy_timeout=0")
+        try:
+            result = run(cursor, sql, params)
+        finally:
+            _exec(self, f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        if k is Kind.JOURNAL_MODE:
+            self._journal_changed()
+        elif k is Kind.WRITE:
+            self._state_ok = False
+            if self.in_transaction:
+                self._dirty = True  # commit() makes it durable
+            else:
+                self._make_durable()
+        return result
 
     def _journal_changed(self) -> None:
         """Group commit needs WAL: leaving it gives SQLite back the level asked for."""
@@ -111,6 +162,27 @@ class GatedWrites(Replayed):
             sync = self._db.sync
             if sync is not None:
                 sync.wait_durable()
+                if sync.wal_size > WAL_RESTART_BYTES and not sync.restarting:
+                    self._truncate_wal(sync)
+
+    def _truncate_wal(self, sync: Any) -> None:
+        """Bound a WAL that readers kept from restarting: inside the writer gate, wait (up
+        to ``timeout``) for the readers still in it, checkpoint everything, truncate."""
+        sync.restarting = True
+        try:
+            self._take_gate()
+        except sqlite3.OperationalError:
+            sync.restarting = False
+            return  # writers queued for longer than timeout: another commit tries again
+        try:
+            _exec(self, "PRAGMA wal_checkpoint(TRUNCATE)")
+            sync.wal_size = 0
+        except sqlite3.Error:
+            pass  # readers outlasted timeout: the next commit tries again
+        finally:
+            self._gate_held = False
+            self._db.gate.release(self)  # type: ignore[union-attr]
+            sync.restarting = False
 
     def _synchronous(self, cursor: Any, sql: str, k: Kind) -> Any:
         """PRAGMA synchronous under group commit: the level kept is reported, not SQLite's."""

@@ -194,14 +194,17 @@ class Connection(GatedWrites):
                 raise
             if self._gate_held:
                 self._end_gated()
+            elif self._dirty:  # written outside the gate (it timed out; SQLite let it in)
+                self._dirty = False
+                self._make_durable()
 
     def rollback(self) -> None:
         """Roll back, as sqlite3; also acknowledges a transaction mpsqlite revoked."""
         with self._op_lock:
             self._revoked = None
             _base_rollback(self)
+            self._dirty = False
             if self._gate_held:
-                self._dirty = False
                 self._end_gated()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:

@@ -269,9 +269,10 @@ def test_writers_get_the_gate_in_arrival_order(table, mpsqlite, db_path):
 def test_writer_times_out_with_database_is_locked(table, mp_connect):
     table.execute("insert into t values (1, 1)")
     impatient = mp_connect(timeout=0.2)
-    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+    with pytest.raises(sqlite3.OperationalError, match="database is locked") as raised:
         impatient.execute("insert into t values (2, 2)")
-    assert not impatient.in_transaction
+    assert raised.value.sqlite_errorcode == sqlite3.SQLITE_BUSY  # SQLite's own error
+    assert impatient.in_transaction  # as sqlite3 leaves it: its implicit BEGIN ran
     assert table.pool_status()["writer_waiting"] == 0  # it left the queue
     table.commit()
     impatient.execute("insert into t values (2, 2)")
@@ -310,8 +311,12 @@ def test_threads_share_offloaded_reads(mp_connect):
             assert conn.execute(sql, (tid,)).fetchall() == expected[tid]
 
     assert _run_threads(8, _work) == []
+    # While another thread's read is part-way on this same connection, a read stays here
+    # (it would not share that read's snapshot on a worker); with none, it moves.
+    before = conn.pool_status()["offloaded_statements"]
+    assert conn.execute(sql, (3,)).fetchall() == expected[3]
     status = conn.pool_status()
-    assert status["offloaded_statements"] >= 1
+    assert status["offloaded_statements"] == before + 1
     assert 1 <= len(status["workers"]) <= status["size"]
     assert status["errors"] == 0 and status["restarts"] == 0
 

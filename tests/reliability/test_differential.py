@@ -1,0 +1,69 @@
+"""Differential test: seeded random operations give the same results on sqlite3 and mpsqlite.
+
+Each seed runs on one connection and on three connections to the same file
+(:mod:`tests.reliability._differential` says what is compared). A failure prints
+the seed, the step, both records and the operations, and how to replay them::
+
+    MPSQLITE_DIFF_SEEDS=1,2,3 MPSQLITE_DIFF_STEPS=2000 pytest tests/reliability/test_differential.py
+    python -m tests.reliability._differential --seed 3 --steps 500 --connections 1
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import mpsqlite
+from tests.reliability import _differential
+
+pytestmark = pytest.mark.timeout(300)
+
+SEEDS = [int(s) for s in os.environ.get("MPSQLITE_DIFF_SEEDS", "1,2,3,4,5,6").split(",")]
+STEPS = int(os.environ.get("MPSQLITE_DIFF_STEPS", "400"))
+
+
+@pytest.fixture(autouse=True)
+def _stop_workers():
+    """Each run's files are new: stop their workers instead of letting them linger."""
+    yield
+    mpsqlite.shutdown()
+
+
+#: Runs that reach a documented difference (README, "Differences from sqlite3"): a read
+#: served by a worker holds no snapshot on the calling connection, so while its rows are
+#: pending, that connection's later statements see newer commits of other connections
+#: where sqlite3 keeps the older snapshot (seed 1: "no such table" vs a newer schema;
+#: seed 3: SQLITE_BUSY_SNAPSHOT in sqlite3, a successful write in mpsqlite). Strict: a
+#: run that stops diverging fails until it is taken off this list.
+KNOWN = {(1, 3): "snapshot of a pending worker-served read",
+         (3, 3): "snapshot of a pending worker-served read"}
+
+
+def _cases() -> list:
+    return [pytest.param(seed, n, marks=pytest.mark.xfail(reason=KNOWN[seed, n], strict=True))
+            if (seed, n) in KNOWN and STEPS >= 400 else pytest.param(seed, n)
+            for seed in SEEDS for n in (1, 3)]
+
+
+@pytest.mark.parametrize(("seed", "connections"), _cases())
+def test_sqlite3_and_mpsqlite_agree_step_by_step(seed, connections, tmp_path):
+    t0 = time.monotonic()
+    outcome = _differential.run(seed, STEPS, tmp_path, connections)
+    print(f"seed {seed}, {connections} connection(s): {outcome.steps} steps in "
+          f"{time.monotonic() - t0:.1f} s, {outcome.offloaded} reads on workers, "
+          f"{outcome.gate_timeouts} gate timeouts, errors {dict(outcome.errors)}")
+    assert outcome.divergence is None, outcome.report()
+    assert outcome.steps == STEPS
+
+
+def test_a_run_covers_workers_and_the_error_classes(tmp_path):
+    """The comparison means something only if reads really ran on workers and the
+    operations hit each kind of error (seed 1 does, by construction of the generator)."""
+    outcome = _differential.run(1, STEPS, tmp_path, 1)
+    assert outcome.offloaded >= 3, outcome.report()
+    for cls in ("sqlite3.OperationalError", "sqlite3.ProgrammingError",
+                "sqlite3.IntegrityError", "builtins.OverflowError",
+                "builtins.UnicodeEncodeError"):
+        assert outcome.errors[cls] > 0, (cls, dict(outcome.errors))
