@@ -1,7 +1,11 @@
-"""Command line: ``python -m bench [--quick] [--only point,scan] [--sides plain,mp] [--out DIR]``.
+"""Command line: ``python -m bench [--quick|--smoke] [--only point,scan] [--sides plain,mp]``.
 
 Runs the scenarios in order, prints a table on stdout (progress goes to stderr) and writes
-``<out>/latest.json`` and ``<out>/latest.png``.
+``<out>/<mode>.json`` and ``<out>/<mode>.png``. ``<out>`` is ``bench/out/`` (git-ignored)
+unless ``--out DIR`` is given, so a run leaves the checkout clean; ``--reference`` writes
+the committed reference files instead (``bench/results/full.*`` from a full run,
+``bench/results/latest.*`` from a quick one). Helpers built at run time (the fsync shim)
+always go to the untracked output folder.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from . import data, modes, report, sides
-from .runner import Context, log
+from .runner import CannotRun, Context, log
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"  # committed reference results (--reference)
+OUT_DIR = BENCH_DIR / "out"  # default output, git-ignored
+REFERENCE_NAMES = {"full": "full", "quick": "latest"}
 
 
 def _scenarios() -> dict[str, Callable[[Context], Any]]:
-    from . import resources, scenarios_db, scenarios_orm, scenarios_web
+    from . import resources, scenarios_db, scenarios_orm, scenarios_web, scenarios_wrk, slowdisk
 
     table: dict[str, Callable[[Context], Any]] = {
         name: (lambda ctx, n=name: scenarios_db.run_read(ctx, n))
@@ -32,11 +39,17 @@ def _scenarios() -> dict[str, Callable[[Context], Any]]:
     table["write"] = scenarios_db.run_write
     table["orm"] = scenarios_orm.run
     table["web"] = scenarios_web.run
+    table["web-wrk"] = scenarios_wrk.run_ordinary
+    table["web-mixed"] = scenarios_wrk.run_mixed
+    table["slowdisk"] = slowdisk.run
     table["resources"] = resources.run
     return table
 
 
-SCENARIO_NAMES = ("point", "scan", "udf", "heavy", "write", "orm", "web", "resources")
+SCENARIO_NAMES = (
+    "point", "scan", "udf", "heavy", "write", "slowdisk", "orm", "web", "web-wrk", "web-mixed",
+    "resources",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -46,13 +59,27 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--smoke", action="store_true", help="tiny run used by the test suite")
     p.add_argument("--only", help=f"comma list of scenarios ({','.join(SCENARIO_NAMES)})")
     p.add_argument("--sides", default="plain,mp", help="comma list: plain, mp (default both)")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where latest.json/png go")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help=f"folder for <mode>.json/png (default {OUT_DIR})")
+    where.add_argument("--reference", action="store_true",
+                       help="write the committed reference files bench/results/full.* "
+                            "(full mode) or latest.* (quick mode)")
     p.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR)
     p.add_argument("--reps", type=int, help="repetitions per configuration")
     p.add_argument("--duration", type=float, help="seconds per timed run")
     p.add_argument("--workers", help="comma list of mpsqlite worker counts")
     p.add_argument("--threads", help="comma list of caller thread counts")
+    p.add_argument("--fsync-delay-ms", type=float, help="slowdisk: sleep added to each fsync")
     return p.parse_args(argv)
+
+
+def output_paths(mode_name: str, out: Path | None, reference: bool) -> tuple[Path, Path]:
+    """Where the JSON and PNG go: the committed reference files, ``out`` or ``bench/out``."""
+    if reference:
+        stem = REFERENCE_NAMES[mode_name]
+        return RESULTS_DIR / f"{stem}.json", RESULTS_DIR / f"{stem}.png"
+    folder = out or OUT_DIR
+    return folder / f"{mode_name}.json", folder / f"{mode_name}.png"
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -66,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     mode = modes.with_overrides(
         modes.get_mode(mode_name), reps=args.reps, duration=args.duration,
         workers=_ints(args.workers), threads=_ints(args.threads),
+        fsync_delay_ms=args.fsync_delay_ms,
     )
+    if args.reference and mode_name not in REFERENCE_NAMES:
+        print("--reference is for full or quick runs", file=sys.stderr)
+        return 2
+    json_path, png_path = output_paths(mode_name, args.out, args.reference)
     chosen = args.only.split(",") if args.only else list(SCENARIO_NAMES)
     unknown = set(chosen) - set(SCENARIO_NAMES)
     side_list = tuple(s.strip() for s in args.sides.split(",") if s.strip())
@@ -81,13 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
     failures: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="mpsqlite-bench-") as work:
-        ctx = Context(mode, side_list, args.data_dir, Path(work))
+        ctx = Context(mode, side_list, args.data_dir, Path(work), args.out or OUT_DIR)
         for name in chosen:
             log(f"== {name} ({mode_name}) ==")
             t0 = time.perf_counter()
             try:
                 out = table[name](ctx)
+            except CannotRun as why:
+                log(f"== {name} cannot run: {why}")
+                skipped[name] = str(why)
+                continue
             except Exception as exc:  # one broken scenario must not hide the others
                 import traceback
 
@@ -115,20 +152,23 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         **extra,
         "failures": failures,
+        "skipped": skipped,
     }
-    report.write_json(args.out / "latest.json", payload)
-    title = (f"mpsqlite vs plain, {mode_name} mode, {modes.cores()} cores, "
+    report.write_json(json_path, payload)
+    title = (f"mpsqlite vs plain sqlite3, {mode_name} mode, {modes.cores()} cores, "
              f"{payload['meta']['date'][:10]}")
-    drew = report.write_png(args.out / "latest.png", results, title)
+    drew = report.write_png(png_path, results, title)
     print(report.table(results))
     if "resources" in extra:
         print()
         print(report.resources_table(extra["resources"]))
     bad = _unexpected_errors(results)
+    for name, why in skipped.items():
+        print(f"NOT RUN: {name}: {why}")
     for line in bad + [f"{k} failed: {v}" for k, v in failures.items()]:
         print(f"PROBLEM: {line}")
-    png = f" and {args.out / 'latest.png'}" if drew else ""
-    print(f"\nwrote {args.out / 'latest.json'}{png} in {payload['meta']['seconds']}s")
+    png = f" and {png_path}" if drew else ""
+    print(f"\nwrote {json_path}{png} in {payload['meta']['seconds']}s")
     return 1 if (bad or failures) else 0
 
 

@@ -27,6 +27,10 @@ class Mode:
     web_duration: float = 3.0
     web_books: int = 5_000  # books seeded into the example site (authors, reviews scale)
     startup_reps: int = 5
+    fsync_delay_ms: float = 2.0  # slowdisk: sleep added to every fsync/fdatasync (both sides)
+    wrk_threads: int = 2  # wrk threads per wrk process (at most its connections)
+    wrk_paths: int = 5_000  # request paths drawn from the mix, replayed in order by wrk
+    heavy_share: float = 0.1  # web-mixed: share of the connections that replay heavy pages
 
 
 def cores() -> int:
@@ -45,7 +49,7 @@ def get_mode(name: str) -> Mode:
             "full", rows=1_000_000, scan_rows=50_000, udf_rows=200_000, threads=(1, 4, 16),
             workers=tuple(range(1, n + 1)), reps=5, duration=2.0, warmup=0.5,
             orm_authors=10_000, orm_books=100_000, web_duration=8.0, web_books=20_000,
-            startup_reps=7,
+            startup_reps=7, wrk_paths=20_000,
         )
     if name == "quick":
         return Mode(
@@ -57,7 +61,7 @@ def get_mode(name: str) -> Mode:
             "smoke", rows=3_000, scan_rows=1_000, udf_rows=1_000, threads=(1, 4),
             workers=(2,), reps=1, duration=0.1, warmup=0.0, orm_authors=50, orm_books=300,
             web_clients=4, web_duration=0.5, web_books=200, startup_reps=1, write_threads=4,
-            orm_threads=4,
+            orm_threads=4, wrk_threads=1, wrk_paths=500,
         )
     raise ValueError(f"unknown mode {name!r}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from .runner import fmt_num
 def table(results: list[dict[str, Any]]) -> str:
     """The result rows as an aligned text (and markdown) table."""
     head = [
-        "scenario", "threads", "workers", "plain", "mpsqlite", "ratio",
+        "scenario", "threads", "workers", "plain", "mpsqlite", "ratio (min-max)",
         "p50 ms plain/mp", "p99 ms plain/mp", "errors plain/mp",
     ]
     lines = [head]
@@ -26,7 +27,7 @@ def table(results: list[dict[str, Any]]) -> str:
             "-" if r.get("workers") is None else str(r["workers"]),
             _with_unit(plain.get("throughput"), unit),
             _with_unit(mp.get("throughput"), unit),
-            _ratio(r.get("ratio")),
+            _ratio(r),
             f"{_ms(plain.get('p50_ms'))} / {_ms(mp.get('p50_ms'))}",
             f"{_ms(plain.get('p99_ms'))} / {_ms(mp.get('p99_ms'))}",
             f"{plain.get('errors', '-')} / {mp.get('errors', '-')}",
@@ -59,9 +60,21 @@ def resources_table(res: dict[str, Any]) -> str:
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` atomically (a partial file never replaces a good one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
     tmp.replace(path)
+
+
+CAPTION = (
+    "t = caller threads (web: client connections; write, slowdisk: writer threads); "
+    "w = mpsqlite worker processes (plain sqlite3 has none).\n"
+    "Bar: median over repetitions of the ratio mpsqlite/plain (each repetition runs both sides "
+    "back to back); whisker: its min-max.\n"
+    "Throughput and p99: each side's median over the repetitions."
+)
+_UNITS = {"queries/s": "q/s"}
+_RATIO_WIDTH = 20
+_HEADER = "ratio (min-max)".ljust(_RATIO_WIDTH) + "mpsqlite vs plain"
 
 
 def write_png(path: Path, results: list[dict[str, Any]], title: str) -> bool:
@@ -73,27 +86,77 @@ def write_png(path: Path, results: list[dict[str, Any]], title: str) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    labels = [_label(r) for r in rows]
     values = [r["ratio"] for r in rows]
+    lows = [r.get("ratio_min") or v for r, v in zip(rows, values)]
+    highs = [r.get("ratio_max") or v for r, v in zip(rows, values)]
     colors = ["#2a9d8f" if v >= 1 else "#e76f51" for v in values]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.6))
-    ax.barh(range(len(rows)), values, color=colors)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.invert_yaxis()
+    labels = [_label(r) for r in rows]
+    height = 0.32 * len(rows) + 1.9
+    fig = plt.figure(figsize=(11.5, height))
+    left = 0.02 + 0.0062 * max(len(label) for label in labels)  # about 8 pt text per char
+    ax = fig.add_axes((left, 1.15 / height, 0.56 - left, 1 - 1.6 / height))
+    ys = list(range(len(rows)))
+    ax.barh(ys, [v - 1 for v in values], left=1, color=colors, height=0.7)
+    ax.errorbar(values, ys, xerr=[[v - lo for v, lo in zip(values, lows)],
+                                  [hi - v for v, hi in zip(values, highs)]],
+                fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xscale("log")
-    lo, hi = min(values + [1.0]), max(values + [1.0])
-    ax.set_xlim(10 ** math.floor(math.log10(lo * 0.8)), 10 ** math.ceil(math.log10(hi * 1.25)))
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    for y, v in enumerate(values):
-        ax.text(v, y, f" {v:.2f}x", va="center", fontsize=7)
-    ax.set_xlabel("throughput ratio mpsqlite / plain (log scale; > 1 means mpsqlite is faster)")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    k_lo = math.floor(math.log2(min(lows + [0.5]) * 0.95))
+    k_hi = math.ceil(math.log2(max(highs + [2.0]) * 1.05))
+    ax.set_xlim(2.0 ** k_lo, 2.0 ** k_hi)
+    ticks = [2.0 ** k for k in range(k_lo, k_hi + 1)]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:g}x" if t >= 0.25 else f"1/{round(1 / t)}x" for t in ticks],
+                       fontsize=8)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.axvline(1.0, color="black", linewidth=0.9)
+    ax.set_xlabel("throughput mpsqlite / plain sqlite3 (log scale)", fontsize=8)
+    side_text = {"transform": ax.get_yaxis_transform(), "fontsize": 7.5, "family": "monospace"}
+    ax.text(1.02, -0.75, _HEADER, va="bottom", weight="bold", **side_text)
+    for y, r in enumerate(rows):
+        ax.text(1.02, y, _annotation(r), va="center", **side_text)
+    fig.legend(handles=[Patch(color="#2a9d8f", label="mpsqlite faster"),
+                        Patch(color="#e76f51", label="mpsqlite slower")],
+               loc="lower right", bbox_to_anchor=(0.99, 0.02), ncol=2, fontsize=7.5,
+               frameon=False)
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.text(0.01, 0.02, CAPTION, fontsize=7, va="bottom", ha="left", color="#333333")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _annotation(r: dict[str, Any]) -> str:
+    """``1.87x (1.52-2.10)  mp 4.76k vs 2.54k commits/s`` (+ p99 for web rows)."""
+    plain, mp = r.get("plain") or {}, r.get("mp") or {}
+    unit = _UNITS.get(r.get("unit", ""), r.get("unit", ""))
+    spread = ""
+    if r.get("ratio_min") is not None and r.get("ratios") and len(r["ratios"]) > 1:
+        spread = f" ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
+    text = (f"{r['ratio']:.2f}x{spread}".ljust(_RATIO_WIDTH)
+            + f"{short_num(mp.get('throughput'))} vs {short_num(plain.get('throughput'))} {unit}")
+    if unit == "req/s" and (mp.get("p99_ms") or plain.get("p99_ms")):
+        text += f", p99 {_ms(mp.get('p99_ms'))} vs {_ms(plain.get('p99_ms'))} ms"
+    return text
+
+
+def short_num(x: float | None) -> str:
+    """12345 -> 12.3k, 1234567 -> 1.23M, 8.571 -> 8.57."""
+    if x is None:
+        return "-"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            v = x / scale
+            return f"{v:.3g}{suffix}" if v < 100 else f"{v:.0f}{suffix}"
+    return f"{x:.3g}"
 
 
 def _label(r: dict[str, Any]) -> str:
@@ -105,8 +168,13 @@ def _with_unit(x: float | None, unit: str) -> str:
     return "-" if x is None else f"{fmt_num(x)} {unit}".strip()
 
 
-def _ratio(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
+def _ratio(r: dict[str, Any]) -> str:
+    x = r.get("ratio")
+    if x is None:
+        return "-"
+    if r.get("ratio_min") is None or len(r.get("ratios") or ()) < 2:
+        return f"{x:.2f}x"
+    return f"{x:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
 
 
 def _ms(x: float | None) -> str:

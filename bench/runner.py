@@ -31,6 +31,10 @@ class Sample:
     errors: int
     latencies_ns: list[int] = field(repr=False, default_factory=list)
     error_kinds: Counter = field(default_factory=Counter)
+    #: Percentiles (ms by q) from an external load generator that keeps no per-request list.
+    percentiles: dict[float, float] | None = None
+    #: Named sub-samples of a run made of several concurrent loads (e.g. ordinary and heavy).
+    parts: dict[str, Sample] = field(repr=False, default_factory=dict)
 
     @property
     def throughput(self) -> float:
@@ -39,6 +43,8 @@ class Sample:
 
     def percentile_ms(self, q: float) -> float | None:
         """The q-th percentile (0..100) of successful operation latencies, in milliseconds."""
+        if self.percentiles is not None:
+            return self.percentiles.get(q)
         if not self.latencies_ns:
             return None
         data = sorted(self.latencies_ns)
@@ -54,6 +60,7 @@ class Context:
     sides: tuple[str, ...]
     data_dir: Any  # pathlib.Path: cached datasets
     work_dir: Any  # pathlib.Path: per-run copies, removed afterwards
+    build_dir: Any = None  # pathlib.Path: untracked folder for built helpers (the fsync shim)
 
     def arm_specs(self) -> list[tuple[str, int | None]]:
         """(side, workers) for every arm: plain once, mp once per worker count."""
@@ -63,6 +70,10 @@ class Context:
         if "mp" in self.sides:
             specs.extend(("mp", w) for w in self.mode.workers)
         return specs
+
+
+class CannotRun(Exception):
+    """A scenario's prerequisite is missing (a tool, a site page): reported, not a failure."""
 
 
 @dataclass
@@ -180,6 +191,18 @@ def ratio(mp: float | None, plain: float | None) -> float | None:
     return mp / plain
 
 
+def paired_ratios(plain: Sequence[Sample], mp: Sequence[Sample]) -> dict[str, Any]:
+    """Throughput ratio mp / plain per repetition (arms interleave, so rep i pairs with rep i).
+
+    ``ratio`` is their median, ``ratio_min``/``ratio_max`` the spread over repetitions.
+    """
+    each = [r for p, m in zip(plain, mp) if (r := ratio(m.throughput, p.throughput)) is not None]
+    if not each:
+        return {"ratio": None, "ratios": [], "ratio_min": None, "ratio_max": None}
+    return {"ratio": statistics.median(each), "ratios": [round(r, 4) for r in each],
+            "ratio_min": min(each), "ratio_max": max(each)}
+
+
 def fmt_num(x: float | None) -> str:
     """Compact human formatting for throughputs and latencies."""
     if x is None:
@@ -226,7 +249,7 @@ def result_rows(
             "zero_errors_expected": list(zero_errors),
         }
         if plain_sum and mp_sum:
-            row["ratio"] = ratio(mp_sum["throughput"], plain_sum["throughput"])
+            row.update(paired_ratios(samples[plain.label], samples[arm.label]))
             row["ratio_p50"] = ratio(mp_sum["p50_ms"], plain_sum["p50_ms"])
             row["ratio_p99"] = ratio(mp_sum["p99_ms"], plain_sum["p99_ms"])
         row.update(extra)

@@ -52,7 +52,7 @@ def dataset(data_dir: Path, books: int) -> Path:
     return data.cached(data_dir, f"web_{books}", build)
 
 
-class _Server:
+class SiteServer:
     """One example-site server process for one side."""
 
     def __init__(self, url: str, threads: int, log_path: Path) -> None:
@@ -65,7 +65,7 @@ class _Server:
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_file,
             text=True, env=env,
         )
-        line = _readline_with_timeout(self.proc, _STARTUP_TIMEOUT)
+        line = readline_with_timeout(self.proc, _STARTUP_TIMEOUT)
         if not line.startswith("LISTENING "):
             self.close()
             raise RuntimeError(f"web server did not start: {line!r}; log: {self.log_tail()}")
@@ -86,7 +86,8 @@ class _Server:
         self.log_file.close()
 
 
-def _readline_with_timeout(proc: subprocess.Popen, timeout: float) -> str:
+def readline_with_timeout(proc: subprocess.Popen, timeout: float) -> str:
+    """One line of ``proc``'s stdout, stripped; "" if none came within ``timeout`` seconds."""
     box: list[str] = [""]
     reader = threading.Thread(target=lambda: box.__setitem__(0, proc.stdout.readline()),
                               daemon=True)
@@ -142,13 +143,13 @@ def run(ctx: Context) -> list[dict[str, Any]]:
     m = ctx.mode
     mix = example_site.load_mix(m.web_books)  # LOAD_MIX, fitted to the seeded size
     src = dataset(ctx.data_dir, m.web_books)
-    servers: list[_Server] = []
+    servers: list[SiteServer] = []
     arms: list[Arm] = []
     try:
         for side, workers in ctx.arm_specs():
             path = data.copy_for(src, ctx.work_dir, f"web_{side}_{workers}.db")
             url = sides.sqlalchemy_url(side, path, workers)
-            server = _Server(url, m.web_clients, ctx.work_dir / f"web_{side}_{workers}.log")
+            server = SiteServer(url, m.web_clients, ctx.work_dir / f"web_{side}_{workers}.log")
             servers.append(server)
             client = _Client(server.port, lambda rng: example_site.pick(mix, rng))
             arms.append(Arm(side, workers, client.make_op, run=client.run))

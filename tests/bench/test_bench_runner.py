@@ -5,6 +5,7 @@ These check the harness arithmetic the published numbers rest on; they assert no
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import sys
 import threading
@@ -14,8 +15,17 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # ``bench`` lives at the repository root, not in src/
     sys.path.insert(0, str(ROOT))
 
-from bench import data, report  # noqa: E402
-from bench.runner import Arm, Sample, measure_interleaved, ratio, run_threads, summarize  # noqa: E402
+from bench import data, modes, report, scenarios_wrk  # noqa: E402
+from bench.runner import (  # noqa: E402
+    Arm,
+    Sample,
+    measure_interleaved,
+    paired_ratios,
+    ratio,
+    result_rows,
+    run_threads,
+    summarize,
+)
 
 
 def test_run_threads_counts_every_operation_and_error() -> None:
@@ -91,3 +101,86 @@ def test_report_outputs(tmp_path: Path) -> None:
     assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report.write_json(tmp_path / "x.json", {"results": rows})
     assert (tmp_path / "x.json").read_text().startswith("{")
+
+
+def test_paired_ratios_pair_repetitions_and_give_the_spread() -> None:
+    def s(ops: int) -> Sample:
+        return Sample(ops=ops, elapsed=1.0, errors=0)
+
+    got = paired_ratios([s(100), s(200), s(400)], [s(50), s(400), s(400)])
+    assert got["ratios"] == [0.5, 2.0, 1.0]
+    assert (got["ratio"], got["ratio_min"], got["ratio_max"]) == (1.0, 0.5, 2.0)
+    assert paired_ratios([s(0)], [s(5)])["ratio"] is None  # nothing to divide by
+
+
+def test_result_rows_carry_median_ratio_and_spread() -> None:
+    arms = [Arm("plain", None, lambda i: None), Arm("mp", 2, lambda i: None)]
+    samples = {"plain": [Sample(10, 1.0, 0), Sample(10, 1.0, 0), Sample(20, 1.0, 0)],
+               "mp w=2": [Sample(30, 1.0, 0), Sample(10, 1.0, 0), Sample(30, 1.0, 0)]}
+    (row,) = result_rows("x", 4, arms, samples, unit="ops/s")
+    assert row["ratios"] == [3.0, 1.0, 1.5]
+    assert (row["ratio"], row["ratio_min"], row["ratio_max"]) == (1.5, 1.0, 3.0)
+    assert "1.50x (1.00-3.00)" in report.table([row])
+    assert report._annotation(row).startswith("1.50x (1.00-3.00)")
+    assert "30 vs 10 ops/s" in report._annotation(row)
+
+
+def test_short_numbers() -> None:
+    assert [report.short_num(x) for x in (8.571, 950, 12_345, 123_456, 1_234_567, None)] == \
+        ["8.57", "950", "12.3k", "123k", "1.23M", "-"]
+
+
+def test_chart_with_wide_ratios_renders(tmp_path: Path) -> None:
+    rows = []
+    for n, (ratios, unit) in enumerate((([0.08, 0.1, 0.2], "queries/s"),
+                                        ([9.0, 10.8, 12.0], "req/s"))):
+        plain = summarize([Sample(100, 1.0, 0, [1_000_000] * 100)])
+        mp = summarize([Sample(round(100 * ratios[1]), 1.0, 0, [2_000_000] * 10)])
+        rows.append({"scenario": f"s{n}", "threads": 4, "workers": 2, "plain": plain, "mp": mp,
+                     "unit": unit, "ratio": ratios[1], "ratios": ratios,
+                     "ratio_min": ratios[0], "ratio_max": ratios[2]})
+    assert report.write_png(tmp_path / "wide.png", rows, "wide")
+    assert (tmp_path / "wide.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "p99 2.0 vs 1.0 ms" in report._annotation(rows[1])  # web rows show latency too
+    assert "p99" not in report._annotation(rows[0])
+
+
+def test_output_paths_default_to_the_untracked_folder(tmp_path: Path) -> None:
+    bench_main = importlib.import_module("bench.__main__")
+    out = ROOT / "bench" / "out"
+    assert bench_main.output_paths("smoke", None, False) == (out / "smoke.json",
+                                                               out / "smoke.png")
+    assert bench_main.output_paths("quick", tmp_path, False)[0] == tmp_path / "quick.json"
+    results = ROOT / "bench" / "results"
+    assert bench_main.output_paths("full", None, True)[0] == results / "full.json"
+    assert bench_main.output_paths("quick", None, True)[1] == results / "latest.png"
+    assert bench_main.main(["--smoke", "--reference"]) == 2  # smoke runs are never reference
+
+
+def test_wrk_summary_line_is_parsed() -> None:
+    line = ('BENCH_JSON {"requests": 120, "duration_us": 2000000, "connect": 0, "read": 1, '
+            '"write": 0, "status": 20, "timeout": 2, '
+            '"latency_us": {"50": 1500, "90": 4000, "99": 9000, "99.9": 12000}, '
+            '"max_us": 15000}')
+    s = scenarios_wrk.parse(line)
+    assert (s.ops, s.elapsed, s.errors) == (100, 2.0, 23)  # status >= 400 is not a success
+    assert s.throughput == 50.0
+    assert s.percentile_ms(50) == 1.5 and s.percentile_ms(99) == 9.0
+    assert s.error_kinds == {"HTTP status >= 400": 20, "socket read error": 1,
+                             "socket timeout error": 2}
+    assert summarize([s])["p99_ms"] == 9.0
+
+
+def test_wrk_paths_are_the_same_for_the_same_seed(tmp_path: Path) -> None:
+    import example_site.loadmix as loadmix
+
+    mix = loadmix.load_mix(200)
+    a = scenarios_wrk.write_paths(mix, 300, 7, tmp_path / "a").read_text().split()
+    b = scenarios_wrk.write_paths(mix, 300, 7, tmp_path / "b").read_text().split()
+    c = scenarios_wrk.write_paths(mix, 300, 8, tmp_path / "c").read_text().split()
+    assert a == b != c and len(a) == 300 and all(p.startswith("/") for p in a)
+    assert scenarios_wrk.seconds_of(0.5) == 1 and scenarios_wrk.seconds_of(8.0) == 8
+
+
+def test_full_mode_repeats_every_scenario_at_least_five_times() -> None:
+    assert modes.get_mode("full").reps >= 5
