@@ -15,8 +15,13 @@ from typing import Any
 from . import _sql
 from ._database import Database
 
-_exec = sqlite3.Connection.execute  # for the connection's own setup statements only
 _cursor_execute = sqlite3.Cursor.execute
+
+
+def _exec(con: sqlite3.Connection, sql: str, params: Any = ()) -> sqlite3.Cursor:
+    """Run mpsqlite's own statement on ``con``, past mpsqlite's cursor (on 3.10 sqlite3's
+    ``Connection.execute`` calls a subclass's cursor) and the application's row factory."""
+    return _cursor_execute(sqlite3.Cursor(con), sql, params)
 _STMT_TABLE = True  # SQLite has the sqlite_stmt virtual table (SQLITE_ENABLE_STMTVTAB)
 
 
@@ -70,9 +75,7 @@ class Replayed(sqlite3.Connection):
 
     def _own_query(self, sql: str) -> tuple:
         """One row of mpsqlite's own query, whatever row factory the application set."""
-        cur = sqlite3.Cursor(self)
-        cur.row_factory = None
-        return _cursor_execute(cur, sql).fetchone()
+        return _exec(self, sql).fetchone()
 
     def _reading_elsewhere(self, cursor: Any) -> bool:
         """Whether another statement of this connection is part-way through its rows: it

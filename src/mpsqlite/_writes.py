@@ -15,17 +15,22 @@ from typing import Any
 
 from . import _sql
 from ._durability import WAL_RESTART_BYTES
-from ._replay import Replayed
+from ._replay import Replayed, _exec
 from ._sql import Kind
 
 _base_rollback = sqlite3.Connection.rollback
 _single = _cursor_execute = sqlite3.Cursor.execute
 _cursor = sqlite3.Connection.cursor
 _DESTROYING = frozenset({"DROP", "VACUUM"})
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY (or BUSY_SNAPSHOT); 3.10's exceptions carry no error code."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF == 5 if code is not None else str(exc) == "database is locked"
 # Raised while binding parameters, before SQLite runs a statement.
 _BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError, TypeError,
                 ValueError)
-_exec = sqlite3.Connection.execute  # for the connection's own setup statements only
 
 
 class GatedWrites(Replayed):
@@ -71,7 +76,7 @@ class GatedWrites(Replayed):
             try:
                 result = run(cursor, sql, params)
             except sqlite3.OperationalError as exc:
-                if took and getattr(exc, "sqlite_errorcode", 0) & 0xFF == 5:  # SQLITE_BUSY
+                if took and _busy(exc):
                     # A deferred transaction's outdated snapshot (SQLITE_BUSY_SNAPSHOT):
                     # it got no write lock, so it must not keep other writers waiting.
                     self._gate_held = False

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._database import Database, registry
+from ._replay import _exec
 from ._timeout import Clock, check_seconds
 from ._writes import GatedWrites
 from .cursor import Cursor
@@ -44,7 +45,6 @@ _base_close = sqlite3.Connection.close
 _base_isolation = sqlite3.Connection.isolation_level
 _base_autocommit = getattr(sqlite3.Connection, "autocommit", None)
 _base_del = getattr(sqlite3.Connection, "__del__", None)
-_exec = sqlite3.Connection.execute  # for the connection's own setup statements only
 
 
 def _file_state(con: sqlite3.Connection) -> tuple[str, str, int]:
@@ -67,6 +67,7 @@ class Connection(GatedWrites):
     """A sqlite3 connection with a writer gate, group commit and offload (module docstring)."""
 
     _db: Database | None = None
+    _scripting = False  # inside executescript
     _clock: Clock | None = None  # times statements: statement_timeout, log_slow_statements
 
     def __init__(
@@ -106,8 +107,9 @@ class Connection(GatedWrites):
             raise TypeError("'autocommit' is an invalid keyword argument for Connection()")
         if self._db is not None:  # __init__ called again on an open connection
             self._release()
-        super().__init__(database, timeout, detect_types, isolation_level, check_same_thread,
-                         _base, cached_statements, uri)
+        super().__init__(database, timeout=timeout, detect_types=detect_types,
+                         isolation_level=isolation_level, check_same_thread=check_same_thread,
+                         factory=_base, cached_statements=cached_statements, uri=uri)
         self._key = next(_ids)
         self._timeout = float(timeout)
         self._detect_types = detect_types
@@ -185,6 +187,8 @@ class Connection(GatedWrites):
     def commit(self) -> None:
         """Commit, as sqlite3; a durable commit returns once an fsync covers it."""
         with self._op_lock:
+            if self._scripting:
+                return _base_commit(self)  # executescript's: the gate is the script's
             if self._revoked is not None:
                 self._raise_revoked()
             try:

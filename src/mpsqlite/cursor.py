@@ -30,7 +30,12 @@ _HEAVY_CPU = _offload.HEAVY_CPU
 
 
 def _run_script(cursor: Any, script: str, _params: Any) -> Any:
-    return _executescript(cursor, script)
+    con = cursor.connection
+    con._scripting = True  # on 3.10 the script's own COMMIT calls Connection.commit()
+    try:
+        return _executescript(cursor, script)
+    finally:
+        con._scripting = False
 
 
 class Cursor(sqlite3.Cursor):

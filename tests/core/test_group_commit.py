@@ -17,8 +17,10 @@ import pytest
 
 from tests.core._procs import in_thread, wait_until
 
+
 #: sqlite3's own execute, for what SQLite itself runs at (mpsqlite answers PRAGMA synchronous).
-_sqlite_execute = sqlite3.Connection.execute
+def _sqlite_execute(con, sql):
+    return sqlite3.Cursor(con).execute(sql)  # past mpsqlite's cursor, on 3.10 too
 
 
 class _Fsyncs:
