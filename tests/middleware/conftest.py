@@ -2,7 +2,8 @@
 
 ``engine`` is parametrised over the database URLs: stock ``sqlite://`` always,
 ``sqlite+mpsqlite://`` once ``import sqlalchemy_mpsqlite`` works and the dialect connects, and
-PostgreSQL when MPSQLITE_WSGI_TEST_POSTGRES_URL names a server.
+PostgreSQL (through psycopg 3) when MPSQLITE_WSGI_TEST_POSTGRES_URL names a server; without it
+the PostgreSQL cases skip and say so, unless MPSQLITE_REQUIRE_POSTGRES=1 (CI) makes them fail.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 POSTGRES_ENV = "MPSQLITE_WSGI_TEST_POSTGRES_URL"
+REQUIRE_ENV = "MPSQLITE_REQUIRE_POSTGRES"
 
 
 @cache
@@ -38,11 +40,25 @@ def _mpsqlite_problem(probe_dir: str) -> str | None:
     return None
 
 
+@cache
+def _postgres_problem() -> str | None:
+    """None when the server named by POSTGRES_ENV answers, else why the tests cannot run."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        return (f"no PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://USER:PASSWORD@HOST/DB "
+                "to run these cases too (see docs/postgresql.md)")
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES_ENV} does not connect: {exc!r}"
+    return None
+
+
 def _params() -> list:
-    params = [pytest.param("sqlite", id="sqlite"), pytest.param("mpsqlite", id="mpsqlite")]
-    if os.environ.get(POSTGRES_ENV):
-        params.append(pytest.param("postgresql", id="postgresql"))
-    return params
+    return [pytest.param(kind, id=kind) for kind in ("sqlite", "mpsqlite", "postgresql")]
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +71,12 @@ def mpsqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def db_kind(request: pytest.FixtureRequest, mpsqlite_dir: Path) -> str:
     if request.param == "mpsqlite":
         problem = _mpsqlite_problem(str(mpsqlite_dir))
+        if problem:
+            pytest.skip(problem)
+    if request.param == "postgresql":
+        problem = _postgres_problem()
+        if problem and os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {problem}", pytrace=False)
         if problem:
             pytest.skip(problem)
     return request.param
