@@ -1,4 +1,5 @@
-"""``python -m example_site``: seed the database on first run, then serve the site with CherryPy."""
+"""``python -m example_site``: seed the database on first run, then serve the site with CherryPy
+(or, with ``--processes N``, with N gunicorn processes)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from .db import DEFAULT_DB, default_url, make_engine
+from .db import DEFAULT_DB, default_url, make_engine, uses_mpsqlite
 from .seed import DEFAULT_BOOKS, counts_for, ensure_seeded
+from .serving import exec_gunicorn, gunicorn_argv, gunicorn_env, port_problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-rows", type=int, default=DEFAULT_BOOKS, metavar="BOOKS",
                    help=f"scale of the seed data in books (default {DEFAULT_BOOKS}; authors "
                         "= books/8, reviews = 3 x books)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="serve with N processes (gunicorn with the example_site.wsgi entry "
+                        "point) instead of one CherryPy process")
     p.add_argument("--access-log", action="store_true", help="log every request to stdout")
     p.add_argument("--debug", action="store_true", help="show tracebacks on error pages")
     return p
@@ -95,7 +100,19 @@ def serve(app, host: str, port: int, threads: int, access_log: bool = False) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, seed the database when it is new and serve until interrupted."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["transfer"]:  # python -m example_site transfer --from URL --to URL
+        from .transfer import main as transfer_main
+
+        return transfer_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.processes is not None and args.processes < 1:
+        parser.error("--processes must be at least 1")
+    problem = port_problem(args.host, args.port)
+    if problem:  # before seeding, which can take a while
+        print(f"example_site: {problem}", file=sys.stderr)
+        return 2
     url = args.url or default_url(args.db, args.workers)
     engine = make_engine(url, pool_size=args.threads)
     print(f"example_site: database {engine.url.render_as_string(hide_password=True)}",
@@ -107,6 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         total = sum(counts.values())
         print(f"example_site: seeded {total:,} rows in {time.monotonic() - started:.1f} s",
               flush=True)
+    if args.processes:
+        engine.dispose()
+        if uses_mpsqlite(engine):
+            import mpsqlite
+
+            mpsqlite.shutdown()  # gunicorn's processes start their own workers
+        print(f"example_site: serving on http://{args.host}:{args.port}/ with "
+              f"{args.processes} gunicorn processes (Ctrl-C to stop)", flush=True)
+        return exec_gunicorn(
+            gunicorn_argv(args.processes, args.host, args.port, args.threads, args.access_log),
+            gunicorn_env(None if args.url else args.db, args.url, args.workers, args.seed_rows,
+                         args.threads))
     from .app import make_app
 
     app = make_app(engine, debug=args.debug)

@@ -1,6 +1,7 @@
 """The CherryPy application tree and :func:`make_app`, the WSGI factory tests and benchmarks mount.
 
-The WSGI stack, outermost first: request counters (for /status) -> ``mpsqlite_wsgi``'s
+The WSGI stack, outermost first: request counters (for /status; a request ends when the
+server closes its body, so streamed downloads count while they stream) -> ``mpsqlite_wsgi``'s
 ``SessionMiddleware`` (one SQLAlchemy session per request, committed when the status is below 400,
 rolled back otherwise) -> the CherryPy application (handlers, static files, error pages).
 """
@@ -8,7 +9,7 @@ rolled back otherwise) -> the CherryPy application (handlers, static files, erro
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import cherrypy
@@ -17,7 +18,9 @@ from sqlalchemy import Engine
 
 from .views.api import Api
 from .views.catalog import Authors, Books
+from .views.export import Export
 from .views.insights import Report, Search, home_data
+from .views.rankings import Rankings
 from .views.status import Metrics, Status
 from .web import STATIC, RequestStats, Site, db, error_page, make_env, render
 
@@ -33,6 +36,8 @@ class Root:
         self.authors = Authors()
         self.search = Search()
         self.report = Report()
+        self.rankings = Rankings()
+        self.export = Export()
         self.status = Status()
         self.metrics = Metrics()
         self.api = Api()
@@ -68,29 +73,50 @@ def make_cherrypy_app(site: Site, debug: bool = False) -> cherrypy.Application:
     return cherrypy.Application(Root(site), script_name="", config=app_config(debug))
 
 
+class _Counted:
+    """The app's iterable, passed through; the request counts as finished at ``close()``."""
+
+    def __init__(self, result: Iterable[bytes], stats: RequestStats, failed: list[bool]) -> None:
+        self._result = result
+        self._stats = stats
+        self._failed = failed  # [True] once the status was 5xx or the body raised
+        self._ended = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._result
+        except BaseException:
+            self._failed[0] = True
+            raise
+
+    def close(self) -> None:
+        """Close the app's iterable, then count the request as ended."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            if hasattr(self._result, "close"):
+                self._result.close()
+        finally:
+            self._stats.end(self._failed[0])
+
+
 def _counting(app: WSGIApp, stats: RequestStats) -> WSGIApp:
     def counted(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        failed = False
+        failed = [False]
 
         def start(status: str, headers: list, exc_info: Any = None) -> Any:
-            nonlocal failed
-            failed = status.startswith("5")
+            failed[0] = status.startswith("5")
             return start_response(status, headers, exc_info) if exc_info else \
                 start_response(status, headers)
 
         stats.begin()
         try:
             result = app(environ, start)
-            try:
-                return list(result)
-            finally:
-                if hasattr(result, "close"):
-                    result.close()
         except BaseException:
-            failed = True
+            stats.end(True)
             raise
-        finally:
-            stats.end(failed)
+        return _Counted(result, stats, failed)
 
     return counted
 

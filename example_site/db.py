@@ -12,6 +12,8 @@ import weakref
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
+from . import scoring
+
 DEFAULT_DB = "example_site.db"
 """Database file used when neither ``--db`` nor ``--url`` is given (relative to the cwd)."""
 
@@ -28,7 +30,9 @@ def uses_mpsqlite(engine: Engine) -> bool:
 
 
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
-    """Create the site's engine; stock SQLite files get WAL mode and a 30 s busy timeout."""
+    """Create the site's engine; stock SQLite files get WAL mode and a 30 s busy timeout.
+
+    SQLite connections also get the ranking's Python function (:mod:`.scoring`)."""
     kwargs: dict = {"pool_size": pool_size, "max_overflow": pool_size}
     if url.startswith("sqlite:") or url.startswith("sqlite+pysqlite:"):
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -38,6 +42,8 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
         kwargs.pop("pool_size", None)
         kwargs.pop("max_overflow", None)
         engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", scoring.register)
     if engine.dialect.name == "sqlite" and not uses_mpsqlite(engine):
         # mpsqlite switches files to WAL itself; stock sqlite3 gets the same journal mode
         # (synchronous stays at its durable default, like mpsqlite's group commit)
@@ -89,6 +95,11 @@ def create_fts(engine: Engine) -> bool:
         return False
     _FTS_PRESENT[engine] = True
     return True
+
+
+def has_score_function(engine: Engine) -> bool:
+    """True when ``engine``'s connections define ``bookshop_score`` (SQLite via make_engine)."""
+    return engine.dialect.name == "sqlite" and event.contains(engine, "connect", scoring.register)
 
 
 def has_fts(engine: Engine) -> bool:

@@ -76,9 +76,7 @@ def validate_book(
     values["year"] = _int(_text(params, "year"), errors, "year", "Year", 1450, 2030)
     values["pages"] = _int(_text(params, "pages"), errors, "pages", "Pages", 1, 20000)
     values["price_cents"] = _price(_text(params, "price"), errors)
-    author_id = _int(_text(params, "author_id"), errors, "author_id", "Author", 1, 2**31)
-    if author_id is not None and session.get(Author, author_id) is None:
-        errors["author_id"] = f"There is no author #{author_id}."
+    author_id = _author(_text(params, "author_id"), errors, session)
     values["author_id"] = author_id
     if not _ISBN.match(values["isbn"]):
         errors["isbn"] = "ISBN must be 10-20 digits and dashes."
@@ -93,6 +91,19 @@ def validate_book(
         errors["tags"] = "Unknown tag(s): " + ", ".join(sorted(unknown))
     values["tags"] = tags
     return values, errors
+
+
+def _author(raw: str, errors: Errors, session: Session) -> int | None:
+    """The id chosen in the form's author menu, if it is an author's."""
+    try:
+        author_id = int(raw)
+    except ValueError:
+        errors["author_id"] = "Choose an author from the list."
+        return None
+    if not 1 <= author_id <= 2**31 or session.get(Author, author_id) is None:
+        errors["author_id"] = f"There is no author #{author_id}; choose one from the list."
+        return None
+    return author_id
 
 
 def _price(raw: str, errors: Errors) -> int | None:

@@ -4,6 +4,8 @@
 ``random.Random`` and returning a path, for GET requests. ``WRITE_MIX`` has the same shape but its
 callables return ``(path, json_body)`` to POST as ``application/json``. Both assume the default
 seed scale (:data:`~example_site.seed.DEFAULT_BOOKS`); :func:`load_mix` builds them for another.
+:func:`heavy_mix` is the same shape for the site's heavy pages (CSV export, regular-expression
+search, rankings), whose statements call Python functions or return every row.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from .models import GENRES
-from .seed import DEFAULT_BOOKS, NOUNS, TOPICS, counts_for
+from .seed import ADJECTIVES, DEFAULT_BOOKS, NOUNS, TOPICS, counts_for
 
 Target = str | Callable[[random.Random], str]
 WriteTarget = Callable[[random.Random], tuple[str, dict[str, Any]]]
@@ -63,6 +66,35 @@ def write_mix(books: int = DEFAULT_BOOKS) -> list[tuple[int, WriteTarget]]:
     return [(1, review)]
 
 
+def heavy_mix(books: int = DEFAULT_BOOKS) -> list[tuple[int, Target]]:
+    """The GET mix of the heavy pages (weights sum to 100); the same paths at every scale.
+
+    ``/export/books.csv`` returns every book; ``/search?mode=regex`` has SQLite call
+    ``re.search`` on every title and description; ``/rankings`` has it call the score function
+    on every book (of a genre)."""
+    del books  # the paths do not depend on the scale; the argument keeps load_mix's signature
+
+    def regex(rng: random.Random) -> str:
+        pattern = rng.choice((
+            f"\\b{rng.choice(TOPICS)}\\b.*\\b{rng.choice(TOPICS)}\\b",
+            f"^the {rng.choice(ADJECTIVES).lower()}",
+            f"{rng.choice(NOUNS).lower()}s?$",
+            f"(?:{rng.choice(TOPICS)}|{rng.choice(TOPICS)}) and {rng.choice(TOPICS)}",
+        ))
+        return "/search?" + urlencode({"q": pattern, "mode": "regex"})
+
+    def rankings(rng: random.Random) -> str:
+        if rng.random() < 0.3:
+            return "/rankings"
+        return "/rankings?" + urlencode({"genre": rng.choice(GENRES)})
+
+    return [
+        (20, "/export/books.csv"),
+        (50, regex),
+        (30, rankings),
+    ]
+
+
 def pick(mix: list[tuple[int, Any]], rng: random.Random) -> Any:
     """Draw one target from ``mix`` by weight and resolve callables with ``rng``."""
     target = rng.choices([t for _, t in mix], weights=[w for w, _ in mix])[0]
@@ -72,6 +104,9 @@ def pick(mix: list[tuple[int, Any]], rng: random.Random) -> Any:
 LOAD_MIX: list[tuple[int, Target]] = load_mix()
 """GET mix for the default scale: 12% home, 24% book lists, 22% book pages, 14% authors,
 12% search, 2% report, 14% JSON API."""
+
+HEAVY_MIX: list[tuple[int, Target]] = heavy_mix()
+"""GET mix of the heavy pages: 20% CSV export, 50% regular-expression search, 30% rankings."""
 
 WRITE_MIX: list[tuple[int, WriteTarget]] = write_mix()
 """POST mix for the default scale: reviews via ``POST /api/books/<id>/reviews``."""

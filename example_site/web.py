@@ -10,6 +10,7 @@ import math
 import secrets
 import threading
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -96,7 +97,14 @@ def json_reply(data: Any, status: int = 200) -> bytes:
     """Serialise ``data`` as the JSON body of the reply."""
     cherrypy.response.status = status
     cherrypy.response.headers["Content-Type"] = "application/json"
-    return json.dumps(data, default=str).encode()
+    return json.dumps(data, default=_json_value).encode()
+
+
+def _json_value(value: Any) -> Any:
+    """PostgreSQL's numeric sums and averages (Decimal) as JSON numbers; anything else as text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 def query_string(**params: Any) -> str:

@@ -87,6 +87,12 @@ def _all_tags() -> list[str]:
     return list(db().scalars(select(Tag.name).order_by(Tag.name)))
 
 
+def _all_authors() -> list:
+    """Every author for the book form's menu: (id, name, country, born), sorted by name."""
+    return db().execute(select(Author.id, Author.name, Author.country, Author.born)
+                        .order_by(Author.name, Author.id)).all()
+
+
 class Books:
     """``/books``: list, detail, ``/books/new``, ``/books/<id>/edit``, ``/books/<id>/reviews``."""
 
@@ -98,7 +104,7 @@ class Books:
         stmt, count = book_list_query(genre, tag, sort)
         result = paginate(db(), stmt, int_param(page, 1), PER_PAGE, count)
         return render("books.html", page=result, genre=genre, tag=tag, sort=sort,
-                      genres=GENRES, tags=_all_tags())
+                      genres=GENRES, tags=_all_tags(), authors=_all_authors())
 
     @cherrypy.expose
     def new(self, **params: Any) -> str:
@@ -107,12 +113,12 @@ class Books:
         if cherrypy.request.method != "POST":
             values = {"author_id": params.get("author_id", ""), "genre": GENRES[0]}
             return render("book_form.html", values=values, errors={}, book=None,
-                          genres=GENRES, tags=_all_tags())
+                          genres=GENRES, tags=_all_tags(), authors=_all_authors())
         check_csrf(params.get("csrf_token"))
         values, errors = validate_book(params, session)
         if errors:
             return render("book_form.html", http_status=400, values=params, errors=errors,
-                          book=None, genres=GENRES, tags=_all_tags())
+                          book=None, genres=GENRES, tags=_all_tags(), authors=_all_authors())
         book = Book(**values)
         session.add(book)
         session.flush()
@@ -133,12 +139,12 @@ class Books:
     def _edit(self, book: Book, params: dict[str, Any]) -> str:
         if cherrypy.request.method != "POST":
             return render("book_form.html", values=_book_form_values(book), errors={},
-                          book=book, genres=GENRES, tags=_all_tags())
+                          book=book, genres=GENRES, tags=_all_tags(), authors=_all_authors())
         check_csrf(params.get("csrf_token"))
         values, errors = validate_book(params, db(), book_id=book.id)
         if errors:
             return render("book_form.html", http_status=400, values=params, errors=errors,
-                          book=book, genres=GENRES, tags=_all_tags())
+                          book=book, genres=GENRES, tags=_all_tags(), authors=_all_authors())
         for key, value in values.items():
             setattr(book, key, value)
         raise cherrypy.HTTPRedirect(f"/books/{book.id}", 303)

@@ -1,4 +1,10 @@
-"""Search (SQLite FTS5, LIKE elsewhere), the aggregate report and the home page queries."""
+"""Search (SQLite FTS5, LIKE elsewhere; or a regular expression), the report and the home page.
+
+The regular-expression search uses SQLAlchemy's ``regexp_match``: on SQLite that is
+``REGEXP``, a Python function (``re.search``) the dialect registers on every connection and
+SQLite calls for every title and description, which makes it GIL-heavy; on PostgreSQL it is the
+``~`` operator.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 import cherrypy
 from markupsafe import Markup, escape
 from sqlalchemy import Float, and_, cast, extract, func, or_, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..db import has_fts
@@ -66,6 +73,57 @@ def _search_like(session: Session, terms: list[str], page: int, per_page: int) -
     rows = session.execute(base.order_by(Book.title, Book.id).limit(per_page)
                            .offset((page - 1) * per_page)).mappings()
     return Page([dict(r) for r in rows], page, per_page, total)
+
+
+MAX_PATTERN = 200
+"""Longest regular expression the search accepts (characters)."""
+SEARCH_MODES = ("words", "regex")
+
+
+class BadPattern(ValueError):
+    """A regular expression the search cannot run; the message is shown to the user."""
+
+
+def regex_pattern(q: str) -> str:
+    """``q`` as a case-insensitive Python regular expression; BadPattern if it is not one."""
+    if len(q) > MAX_PATTERN:
+        raise BadPattern(f"The regular expression is {len(q)} characters long; "
+                         f"at most {MAX_PATTERN} are allowed.")
+    pattern = "(?i)" + q
+    try:
+        re.compile(q, re.IGNORECASE)  # positions in the message are the user's
+        re.compile(pattern)
+    except re.error as exc:
+        raise BadPattern(f"Invalid regular expression {q!r}: {exc}.") from None
+    return pattern
+
+
+def _regex_snippet(pattern: str, description: str) -> Markup:
+    """The description with the matches of ``pattern`` marked (none when only the title matched)."""
+    parts, last = [], 0
+    for m in re.finditer(pattern, description):
+        if m.end() > m.start():
+            parts += [description[last:m.start()], _MARK_OPEN, m.group(), _MARK_CLOSE]
+            last = m.end()
+    return _highlight("".join(parts) + description[last:])
+
+
+def regex_search(session: Session, q: str, page: int, per_page: int = PER_PAGE) -> Page:
+    """Books whose title or description matches the regular expression ``q`` (any case)."""
+    pattern = regex_pattern(q)
+    cond = or_(Book.title.regexp_match(pattern), Book.description.regexp_match(pattern))
+    base = (select(Book.id, Book.title, Book.year, Book.genre, Author.id.label("author_id"),
+                   Author.name.label("author"), Book.description.label("snippet"))
+            .join(Author, Author.id == Book.author_id).where(cond))
+    try:
+        total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+        rows = session.execute(base.order_by(Book.title, Book.id).limit(per_page)
+                               .offset((page - 1) * per_page)).mappings().all()
+    except DBAPIError as exc:  # a pattern Python accepts and the database does not
+        raise BadPattern(f"The database cannot run the regular expression {q!r}: "
+                         f"{exc.orig}.") from None
+    items = [dict(r, snippet=_regex_snippet(pattern, r["snippet"] or "")) for r in rows]
+    return Page(items, page, per_page, total)
 
 
 def _per_book_reviews():
@@ -147,14 +205,26 @@ def home_data(session: Session) -> dict[str, Any]:
 
 
 class Search:
-    """``/search?q=words``: full-text search over titles, authors and descriptions."""
+    """``/search?q=words``: full-text search over titles, authors and descriptions;
+    ``/search?q=regex&mode=regex``: a regular expression over titles and descriptions."""
 
     @cherrypy.expose
-    def index(self, q: str = "", page: str = "1", **_: Any) -> str:
-        """Render the search form and, when ``q`` is given, one page of ranked results."""
-        q = text_param(q)
-        result = search_books(db(), q, int_param(page, 1))
-        return render("search.html", q=q, page=result, fts=has_fts(db().get_bind()))
+    def index(self, q: str = "", page: str = "1", mode: str = "words", **_: Any) -> str:
+        """Render the search form and, when ``q`` is given, one page of results.
+
+        An invalid regular expression gets the form back with the reason, as a 400."""
+        q, mode = text_param(q), text_param(mode)
+        mode = mode if mode in SEARCH_MODES else "words"
+        fts = has_fts(db().get_bind())
+        if mode == "words" or not q:
+            result = search_books(db(), q, int_param(page, 1))
+            return render("search.html", q=q, mode=mode, page=result, fts=fts, error=None)
+        try:
+            result = regex_search(db(), q, int_param(page, 1))
+        except BadPattern as exc:
+            return render("search.html", http_status=400, q=q, mode=mode, fts=fts,
+                          page=Page([], 1, PER_PAGE, 0), error=str(exc))
+        return render("search.html", q=q, mode=mode, page=result, fts=fts, error=None)
 
 
 class Report:

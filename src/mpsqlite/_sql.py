@@ -131,9 +131,15 @@ def sync_level(sql: str) -> int | None:
     return SYNC_LEVELS.get(m.group(1).lower()) if m else None
 
 
+#: Functions SQLite also calls through an operator: ``x REGEXP y`` is ``regexp(y, x)``.
+_OPERATOR_FUNCTIONS = frozenset({"regexp", "like", "glob", "match"})
+
+
 def mentions(sql: str, names: frozenset[str]) -> bool:
-    """Whether ``sql`` calls any of the (lower-case) function ``names``."""
+    """Whether ``sql`` calls any of the (lower-case) function ``names``, as ``name(`` or as
+    the operator of the same name."""
     lowered = sql.lower()
     return any(name in lowered for name in names) and any(
-        re.search(r"\b" + re.escape(name) + r"\s*\(", lowered) for name in names
+        re.search(r"\b" + re.escape(name) + (r"\b" if name in _OPERATOR_FUNCTIONS else r"\s*\("),
+                  lowered) for name in names
     )

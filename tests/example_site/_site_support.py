@@ -23,17 +23,26 @@ SCALE = 300
 #: mpsqlite worker processes per test pool (more than one, cheap on 2 cores).
 WORKERS = 2
 
+def fetch_all(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """All rows read straight from the file with stdlib sqlite3 (not the engine).
+
+    ``path`` may instead be conftest's PostgresDb, for the tests that also run on PostgreSQL."""
+    if not isinstance(path, (str, os.PathLike)):
+        return path.rows(sql, params)
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
 def count_rows(path: Path, table: str, where: str = "", params: tuple = ()) -> int:
     """Rows of ``table`` read straight from the file with stdlib sqlite3 (not the engine)."""
-    with closing(sqlite3.connect(path)) as conn:
-        sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
-        return conn.execute(sql, params).fetchone()[0]
+    sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
+    return fetch_all(path, sql, params)[0][0]
 
 
 def fetch_one(path: Path, sql: str, params: tuple = ()) -> tuple | None:
     """One row read straight from the file with stdlib sqlite3."""
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql, params).fetchone()
+    rows = fetch_all(path, sql, params)
+    return rows[0] if rows else None
 
 
 def csrf_from(html: str) -> str:

@@ -65,7 +65,7 @@ def test_list_create_search_status(server: tuple[str, Path, Path], browser) -> N
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     base, db, log = server
     assert "seeding books" in log.read_text()  # the first run showed its progress
@@ -90,7 +90,14 @@ def test_list_create_search_status(server: tuple[str, Path, Path], browser) -> N
     browser.find_element(By.LINK_TEXT, "Books").click()
     browser.find_element(By.LINK_TEXT, "+ New book").click()
     form = browser.find_element(By.ID, "book-form")
-    values = {"author_id": "3", "year": "2023", "pages": "280", "price": "21.00",
+    author = fetch_one(db, "SELECT name FROM author WHERE id = 3")[0]
+    menu = Select(form.find_element(By.NAME, "author_id"))
+    names = [o.text.split(" (")[0] for o in menu.options[1:]]
+    assert names == sorted(names)  # authors by name, not by id
+    (choice,) = [o for o in menu.options if o.get_attribute("value") == "3"]
+    assert choice.text.startswith(author)
+    menu.select_by_value("3")
+    values = {"year": "2023", "pages": "280", "price": "21.00",
               "isbn": "978-5-55555-555-5", "tags": "debut, staff-pick",
               "description": "A quixotic heron builds a seaplane."}
     for name, value in values.items():
@@ -104,8 +111,8 @@ def test_list_create_search_status(server: tuple[str, Path, Path], browser) -> N
     browser.find_element(By.CSS_SELECTOR, "#book-form button[type=submit]").click()
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Herons of Selenium"))
     book_id = int(browser.current_url.rstrip("/").rsplit("/", 1)[1])
-    assert fetch_one(db, "SELECT title, price_cents FROM book WHERE id = ?", (book_id,)) == (
-        "Herons of Selenium", 2100)
+    assert fetch_one(db, "SELECT title, price_cents, author_id FROM book WHERE id = ?",
+                     (book_id,)) == ("Herons of Selenium", 2100, 3)
     _shot(browser, "03_book_created")
 
     # 3. search for it from the navigation bar

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _site_support import count_rows, run_site
+from _site_support import ROOT, count_rows, run_site
 
 from example_site import load_mix, pick, write_mix
 from example_site.__main__ import Progress, build_parser
@@ -96,3 +100,42 @@ def test_concurrent_readers_and_writers_on_the_real_server(tmp_path: Path) -> No
     assert pool_info["writer_grants"] >= len(writes)
     assert (pool_info["writer_waiting"], pool_info["writer_busy"]) == (0, False)
     assert pool_info["commits"] >= len(writes) and pool_info["fsyncs"] >= 1
+
+
+def test_a_taken_port_is_one_clear_line_and_a_failure(tmp_path: Path) -> None:
+    db = tmp_path / "never.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "example_site", "--port", str(port), "--db", str(db)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"example_site: port {port} on 127.0.0.1 is already in use; stop what is using it or "
+        f"choose another with --port (e.g. --port {port + 1})"]
+    assert not db.exists()  # it said so before seeding anything
+
+
+def test_installed_package_imports_from_any_directory(tmp_path: Path) -> None:
+    """``pip install -e .`` installs example_site with its templates and static files."""
+    script = (
+        "import example_site, sys\n"
+        "from example_site import make_app\n"
+        "from example_site.db import make_engine\n"
+        "from example_site.seed import seed\n"
+        "from webtest import TestApp\n"
+        "eng = make_engine('sqlite:///shop.db', pool_size=1)\n"
+        "seed(eng, 20)\n"
+        "app = TestApp(make_app(eng))\n"
+        "assert 'Welcome to the Bookshop' in app.get('/').text\n"
+        "assert app.get('/static/site.css').content_type == 'text/css'\n"
+        "print(example_site.__file__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.splitlines()[-1]) == ROOT / "example_site" / "__init__.py"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from _site_support import count_rows, csrf_from, fetch_one
+from _site_support import count_rows, csrf_from, fetch_all, fetch_one
 from webtest import TestApp
 
 GOOD_BOOK = {
@@ -41,20 +42,32 @@ def test_create_book_writes_it_and_redirects(app: TestApp, db_path: Path) -> Non
     assert f'href="/books/{book_id}"' in found.text
 
 
-def _rows(path: Path, sql: str) -> list[tuple]:
-    import sqlite3
-    from contextlib import closing
+def test_book_form_offers_every_author_by_name(app: TestApp, db_path: Path) -> None:
+    page = app.get("/books/new")
+    menu = page.text.split('<select id="f-author_id" name="author_id" required>', 1)[1]
+    menu = menu.split("</select>", 1)[0]
+    options = re.findall(r'<option value="(\d+)"[^>]*>([^<(]+?)(?: \(|</option>)', menu)
+    expected = fetch_all(db_path, "SELECT id, name FROM author ORDER BY name, id")
+    assert [(int(i), name) for i, name in options] == expected
+    assert '<option value="">Choose an author…</option>' in menu
+    # the author page's "+ Add a book" link and the edit form preselect the author
+    preset = app.get("/books/new", params={"author_id": "3"}).forms["book-form"]
+    assert preset["author_id"].value == "3"
+    author_of_2 = fetch_one(db_path, "SELECT author_id FROM book WHERE id = 2")[0]
+    assert app.get("/books/2/edit").forms["book-form"]["author_id"].value == str(author_of_2)
 
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    return fetch_all(path, sql)
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("title", "", "Title is required."),
-        ("author_id", "999999", "There is no author #999999."),
-        ("author_id", "abc", "Author must be a whole number."),
+        ("author_id", "999999", "There is no author #999999; choose one from the list."),
+        ("author_id", "abc", "Choose an author from the list."),
+        ("author_id", "", "Choose an author from the list."),
         ("year", "12", "Year must be between 1450 and 2030."),
         ("price", "cheap", "Price must be a number such as 12.99."),
         ("price", "nan", "Price must be a number such as 12.99."),

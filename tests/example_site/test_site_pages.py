@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _site_support import WORKERS, count_rows, fetch_one
+from _site_support import WORKERS, count_rows, fetch_all, fetch_one
 from sqlalchemy import text
 from webtest import TestApp
 
@@ -41,11 +41,7 @@ def test_book_list_paginates_with_author_join(app: TestApp, db_path: Path) -> No
 
 
 def _all(path: Path, sql: str) -> list[tuple]:
-    import sqlite3
-    from contextlib import closing
-
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
+    return fetch_all(path, sql)
 
 
 def test_book_list_filters_and_sorts(app: TestApp, db_path: Path) -> None:
@@ -65,7 +61,7 @@ def test_book_list_filters_and_sorts(app: TestApp, db_path: Path) -> None:
     best = app.get("/books", params={"sort": "rating"})
     top = re.findall(r'<td><a href="/books/(\d+)">', best.text)[0]
     best_avg = fetch_one(db_path, "SELECT max(a) FROM (SELECT avg(rating) a FROM review "
-                                  "GROUP BY book_id)")[0]
+                                  "GROUP BY book_id) per_book")[0]
     top_avg = fetch_one(db_path, "SELECT avg(rating) FROM review WHERE book_id = ?", (top,))[0]
     assert top_avg == best_avg
 
