@@ -6,7 +6,8 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -130,8 +131,9 @@ def committed_rows(db_path: Path) -> list[tuple]:
         return check.execute("select x from t order by x").fetchall()
 
 
-def assert_interrupt_stops_endless_query(conn) -> None:
-    """interrupt() from another thread ends an endless query with 'interrupted'."""
+@contextmanager
+def interrupting(conn) -> Iterator[None]:
+    """Call ``conn.interrupt()`` from another thread every 20 ms while the block runs."""
     done = threading.Event()
 
     def _keep_interrupting() -> None:
@@ -141,12 +143,17 @@ def assert_interrupt_stops_endless_query(conn) -> None:
     helper = threading.Thread(target=_keep_interrupting, daemon=True)
     helper.start()
     try:
-        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
-            conn.execute(
-                "with recursive c(n) as (select 1 union all select n + 1 from c) "
-                "select count(*) from c"
-            ).fetchall()
+        yield
     finally:
         done.set()
         helper.join()
+
+
+def assert_interrupt_stops_endless_query(conn) -> None:
+    """interrupt() from another thread ends an endless query with 'interrupted'."""
+    with interrupting(conn), pytest.raises(sqlite3.OperationalError, match="interrupted"):
+        conn.execute(
+            "with recursive c(n) as (select 1 union all select n + 1 from c) "
+            "select count(*) from c"
+        ).fetchall()
     assert conn.execute("select 1").fetchone() == (1,)

@@ -18,7 +18,7 @@ from tests.core._heavy import (
     staller,
     wait_for_file,
 )
-from tests.core._procs import child_pids, still_running, worker_pids
+from tests.core._procs import child_pids, interrupting, still_running, worker_pids
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -153,20 +153,8 @@ def test_interrupted_read_keeps_the_transaction_as_sqlite3_does(dbapi, connect):
 
 def test_the_applications_own_interrupt_keeps_sqlite3s_message(mp_connect):
     conn = mp_connect(statement_timeout=60, check_same_thread=False)
-    done = threading.Event()
-
-    def _keep_interrupting() -> None:
-        while not done.wait(0.02):
-            conn.interrupt()
-
-    helper = threading.Thread(target=_keep_interrupting, daemon=True)
-    helper.start()
-    try:
-        with pytest.raises(sqlite3.OperationalError) as got:
-            conn.execute(ENDLESS)
-    finally:
-        done.set()
-        helper.join()
+    with interrupting(conn), pytest.raises(sqlite3.OperationalError) as got:
+        conn.execute(ENDLESS)
     assert str(got.value) == "interrupted"
 
 
