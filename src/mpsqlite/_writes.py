@@ -19,18 +19,18 @@ from ._replay import Replayed, _exec
 from ._sql import Kind
 
 _base_rollback = sqlite3.Connection.rollback
-_single = _cursor_execute = sqlite3.Cursor.execute
+_execute = sqlite3.Cursor.execute
 _cursor = sqlite3.Connection.cursor
 _DESTROYING = frozenset({"DROP", "VACUUM"})
+# Raised while binding parameters, before SQLite runs a statement.
+_BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError, TypeError,
+                ValueError)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
     """SQLITE_BUSY (or BUSY_SNAPSHOT); 3.10's exceptions carry no error code."""
     code = getattr(exc, "sqlite_errorcode", None)
     return code & 0xFF == 5 if code is not None else str(exc) == "database is locked"
-# Raised while binding parameters, before SQLite runs a statement.
-_BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError, TypeError,
-                ValueError)
 
 
 class GatedWrites(Replayed):
@@ -83,7 +83,7 @@ class GatedWrites(Replayed):
                     self._db.gate.release(self)  # type: ignore[union-attr]
                 raise
             except _BEFORE_STEP:
-                if took and run is _single:
+                if took and run is _execute:
                     # Refused while binding: SQLite never ran it, so it took no lock.
                     self._gate_held = False
                     self._db.gate.release(self)  # type: ignore[union-attr]
@@ -112,7 +112,7 @@ class GatedWrites(Replayed):
         if not any(r.rows or r.handle is not None for r in list(self._remotes)):
             return None
         pending = _cursor(self)
-        _cursor_execute(pending, "SELECT count(*) FROM sqlite_schema UNION ALL SELECT 0").fetchone()
+        _execute(pending, "SELECT count(*) FROM sqlite_schema UNION ALL SELECT 0").fetchone()
         return pending
 
     def _ungated(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any,
