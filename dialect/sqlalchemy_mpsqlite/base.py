@@ -218,7 +218,9 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
     def on_connect(self) -> Callable[[DBAPIConnection], None]:
         """Switch off the driver's implicit BEGIN and register ``regexp``/``floor``."""
         explicit = self.begin_mode != "driver"
-        func_kw = {"deterministic": True} if self.dbapi.sqlite_version_info >= (3, 9) else {}
+        # on_connect runs once the DBAPI module is loaded: self.dbapi is not None
+        deterministic = self.dbapi.sqlite_version_info >= (3, 9)  # type: ignore[union-attr]
+        func_kw = {"deterministic": True} if deterministic else {}
 
         def connect(dbapi_connection: DBAPIConnection) -> None:
             if explicit:
@@ -242,7 +244,7 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
     def get_isolation_level(self, dbapi_connection: DBAPIConnection) -> Any:
         """Return the transaction isolation recorded by :meth:`set_isolation_level`."""
         if self.begin_mode == "driver":
-            return super().get_isolation_level(dbapi_connection)
+            return super().get_isolation_level(dbapi_connection)  # type: ignore[no-untyped-call]
         return self._levels.get(dbapi_connection, "SERIALIZABLE")
 
     def detect_autocommit_setting(self, dbapi_conn: Any) -> bool:
@@ -294,11 +296,11 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
 
     def do_commit(self, dbapi_connection: Any) -> None:
         self._pending_begin.discard(_raw(dbapi_connection))
-        super().do_commit(dbapi_connection)
+        super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         self._pending_begin.discard(_raw(dbapi_connection))
-        super().do_rollback(dbapi_connection)
+        super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
 
     def is_disconnect(self, e: Exception, connection: Any, cursor: Any) -> bool:
         """Recognise a dead worker process and a closed connection."""

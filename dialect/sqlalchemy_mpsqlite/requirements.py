@@ -16,18 +16,19 @@ from sqlalchemy.testing.requirements import SuiteRequirements
 
 
 def _supported() -> property:
-    return property(lambda self: exclusions.open(), doc="SQLite supports this.")
+    return property(lambda self: exclusions.open(), doc="SQLite supports this.")  # type: ignore[no-untyped-call]
 
 
 def _unsupported(reason: str) -> property:
     """A closed requirement whose skip message says why."""
     return property(
-        lambda self: exclusions.skip_if(exclusions.BooleanPredicate(True, reason)), doc=reason
+        lambda self: exclusions.skip_if(exclusions.BooleanPredicate(True, reason)),  # type: ignore[no-untyped-call]
+        doc=reason,
     )
 
 
 def _only_if(predicate: Any, reason: str) -> property:
-    return property(lambda self: exclusions.only_if(predicate, reason), doc=reason)
+    return property(lambda self: exclusions.only_if(predicate, reason), doc=reason)  # type: ignore[no-untyped-call]
 
 
 def _since(*version: int) -> property:
@@ -35,14 +36,16 @@ def _since(*version: int) -> property:
     reason = f"needs SQLite {'.'.join(map(str, version))} or later"
 
     def check(config: Any) -> bool:
-        return config.db.dialect.server_version_info >= version
+        recent: bool = config.db.dialect.server_version_info >= version
+        return recent
 
     return _only_if(check, reason)
 
 
 def _file_database(config: Any) -> bool:
     """True when the test database is a file (``:memory:`` has one connection per thread)."""
-    return config.db.dialect._is_url_file_db(config.db.url)
+    is_file: bool = config.db.dialect._is_url_file_db(config.db.url)
+    return is_file
 
 
 def _explicit_begin(config: Any) -> bool:

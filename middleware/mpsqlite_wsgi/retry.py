@@ -12,13 +12,16 @@ import random
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .context import current_scope
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import InputStream
 
 # SQLite primary result codes (the low byte of extended codes such as SQLITE_BUSY_SNAPSHOT).
 _SQLITE_BUSY = 5
@@ -41,7 +44,7 @@ def _is_transient_dbapi(exc: BaseException) -> bool:
     state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     if isinstance(state, str) and state in _TRANSIENT_SQLSTATES:
         return True
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT_CODES
 
 
@@ -91,14 +94,14 @@ class RetryPolicy:
 
     def delay(self, retry_number: int) -> float:
         """Seconds to wait before retry number *retry_number* (1 = first retry)."""
-        base = min(self.backoff * (2 ** (retry_number - 1)), self.max_backoff)
+        base: float = min(self.backoff * (2 ** (retry_number - 1)), self.max_backoff)
         return base * random.uniform(0.5, 1.0)
 
 
 class _ChainedInput:
     """A wsgi.input that first returns an already-read prefix, then the rest of the stream."""
 
-    def __init__(self, prefix: bytes, rest: Any) -> None:
+    def __init__(self, prefix: bytes, rest: InputStream) -> None:
         self._prefix = io.BytesIO(prefix)
         self._rest = rest
 
@@ -133,7 +136,7 @@ def capture_body(environ: dict[str, Any], limit: int) -> bytes | None:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
-    stream = environ.get("wsgi.input")
+    stream: InputStream | None = environ.get("wsgi.input")
     if stream is None:
         return b""
     if environ.get("CONTENT_LENGTH") in (None, "") and environ.get("wsgi.input_terminated"):

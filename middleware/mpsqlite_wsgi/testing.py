@@ -8,8 +8,9 @@ that session, so the app's commits become savepoint releases and nothing reaches
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
@@ -76,7 +77,10 @@ def run_request(
     setup_testing_defaults(environ)
     response: dict[str, Any] = {}
 
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info=None):
+    def start_response(
+        status: str, response_headers: list[tuple[str, str]],
+        exc_info: tuple[type[BaseException], BaseException, TracebackType] | None = None,
+    ) -> Callable[[bytes], None]:
         if exc_info is not None and response:
             raise exc_info[1].with_traceback(exc_info[2])
         response["status"], response["headers"] = status, response_headers

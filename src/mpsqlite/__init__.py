@@ -91,7 +91,9 @@ def connect(database: Any, *args: Any, **kwargs: Any) -> Any:
     WAL, default on), ``group_commit`` (durable commits share fsyncs, default
     on), ``offload`` (GIL-heavy reads may run on workers, default on),
     ``max_write_seconds`` (a transaction idle in the writer gate longer than
-    this while others wait is rolled back; default 30, None disables), and
+    this while others wait is rolled back; default 30, None disables),
+    ``coordinate`` (share one FIFO writer queue with the other processes on this
+    host that write the same file, default on), and
     ``driver``/``driver_kwargs`` (another DB-API module, see
     :class:`mpsqlite.DriverConnection`). ``autocommit`` as sqlite3 (3.12+).
 

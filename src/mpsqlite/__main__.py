@@ -34,9 +34,9 @@ def with_functions(con: Any) -> Any:
     return con
 
 
-def run_threads(connect: Any, threads: int, rounds: int) -> tuple[float, Counter]:
+def run_threads(connect: Any, threads: int, rounds: int) -> tuple[float, Counter[int]]:
     """Run the query ``rounds`` times in each of ``threads`` threads: (seconds, runs per pid)."""
-    pids: Counter = Counter()
+    pids: Counter[int] = Counter()
     lock = threading.Lock()
 
     def work() -> None:
@@ -56,7 +56,7 @@ def run_threads(connect: Any, threads: int, rounds: int) -> tuple[float, Counter
     return time.perf_counter() - start, pids
 
 
-def by_process(pids: Counter, parent: int, workers: Iterable[int]
+def by_process(pids: Counter[int], parent: int, workers: Iterable[int]
                ) -> tuple[int, dict[int, int], int]:
     """Split runs per pid into (runs in ``parent``, runs per worker pid, runs anywhere else).
 

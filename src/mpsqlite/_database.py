@@ -14,24 +14,30 @@ import atexit
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from . import _coord
 from ._durability import GroupSync
 from ._gate import WriterGate
 from ._workers import WorkerPool
 
 LINGER_SECONDS = 10.0
+#: Most databases kept after their last close for their link to the writer queue of
+#: other processes alone (a relink costs a millisecond or two; each link is a thread).
+IDLE_LINKS = 4
 _HEAVY_LIMIT = 4096
 
 
 class Database:
     """The gate, group commit, offload memory and workers of one file."""
 
-    def __init__(self, key: tuple, path: str, workers: int, driver: str = "sqlite3") -> None:
+    def __init__(self, key: tuple[Any, ...], path: str, workers: int,
+                 driver: str = "sqlite3") -> None:
         self.key = key
         self.path = path
         self.driver = driver
-        self.gate = WriterGate()
+        self.gate = WriterGate(key if driver == "sqlite3" else None)
         self.sync = (GroupSync(path + "-wal", lambda: self.gate.held) if driver == "sqlite3"
                      else None)
         self.heavy: set[str] = set()  # SQL judged worth a worker
@@ -73,6 +79,23 @@ class Database:
             self.heavy.add(sql)
         else:
             self.heavy.discard(sql)
+
+    @property
+    def lingers(self) -> bool:
+        """Worth keeping a while after its last close: it has workers, or a link to the
+        writer queue of other processes."""
+        return self.has_workers or self.linked
+
+    @property
+    def linked(self) -> bool:
+        turn = self.gate.turn
+        return turn is not None and turn.linked
+
+    def stop(self) -> None:
+        """Stop the workers and leave the cross-process writer queue."""
+        self.stop_workers()
+        if self.gate.turn is not None:
+            self.gate.turn.close()
 
     def stop_workers(self) -> None:
         with self._lock:
@@ -136,6 +159,10 @@ class Database:
         }
 
 
+def _held_by(gate: WriterGate) -> Callable[[], bool]:
+    return lambda: gate.held
+
+
 def add_counters(into: dict[str, Any], more: dict[str, Any]) -> None:
     """Add one :meth:`Database.counters` to a running total (lists add by position)."""
     for name, value in more.items():
@@ -147,7 +174,7 @@ def add_counters(into: dict[str, Any], more: dict[str, Any]) -> None:
             into[name] = into.get(name, 0) + value
 
 
-def _same_file(path: str, key: tuple) -> bool:
+def _same_file(path: str, key: tuple[Any, ...]) -> bool:
     try:
         st = os.stat(path)
     except OSError:
@@ -160,7 +187,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.databases: dict[tuple, Database] = {}
+        self.databases: dict[tuple[Any, ...], Database] = {}
         self._wake = threading.Condition(self.lock)
         self._reaper: threading.Thread | None = None
         self.pid = os.getpid()
@@ -173,7 +200,8 @@ class _Registry:
         del self.databases[db.key]
         add_counters(self.retired.setdefault(db.path, {}), db.counters())
 
-    def acquire(self, key: tuple, path: str, workers: int | None, driver: str) -> Database:
+    def acquire(self, key: tuple[Any, ...], path: str, workers: int | None,
+                driver: str) -> Database:
         with self.lock:
             db = self.databases.get(key)
             if db is not None and db.refs == 0 and db.driver == "sqlite3" and not _same_file(
@@ -181,7 +209,7 @@ class _Registry:
                 # Its file was deleted after the last close and the inode number reused
                 # by a new file: the lingering workers hold nothing of the new one.
                 self._drop(db)
-                threading.Thread(target=db.stop_workers, daemon=True).start()
+                threading.Thread(target=db.stop, daemon=True).start()
                 db = None
             if db is None:
                 db = Database(key, path, workers or os.cpu_count() or 1, driver)
@@ -197,15 +225,22 @@ class _Registry:
             if db.refs > 0:
                 return
             db.idle_since = time.monotonic()
-            if not db.has_workers:
+            if not db.lingers:
                 if self.databases.get(db.key) is db:
                     self._drop(db)
                 return
+            idle = [d for d in self.databases.values()
+                    if d.refs == 0 and d.linked and not d.has_workers]
+            excess = sorted(idle, key=lambda d: d.idle_since)[:max(len(idle) - IDLE_LINKS, 0)]
+            for old in excess:
+                self._drop(old)
             if self._reaper is None or not self._reaper.is_alive():
                 self._reaper = threading.Thread(
                     target=self._reap, name="mpsqlite-reaper", daemon=True)
                 self._reaper.start()
             self._wake.notify()
+        for old in excess:
+            old.stop()  # outside the lock: a coordinator hosted here is joined
 
     def _reap(self) -> None:
         with self.lock:
@@ -219,7 +254,7 @@ class _Registry:
                     self.lock.release()
                     try:
                         for db in due:
-                            db.stop_workers()
+                            db.stop()
                     finally:
                         self.lock.acquire()
                     continue
@@ -238,11 +273,11 @@ class _Registry:
     def shutdown(self) -> None:
         with self.lock:
             dbs = list(self.databases.values())
-            for db in dbs:
-                if db.refs == 0:
-                    self._drop(db)
+            dropped = [db for db in dbs if db.refs == 0]
+            for db in dropped:
+                self._drop(db)
         for db in dbs:
-            db.stop_workers()
+            db.stop() if db in dropped else db.stop_workers()
 
     def after_fork_in_child(self) -> None:
         """A forked child never uses its parent's workers or gate state."""
@@ -256,9 +291,9 @@ class _Registry:
                 pool.forget()
             db._pool = None
             db._lock = threading.Lock()
-            db.gate = WriterGate()
+            db.gate = WriterGate(db.key if db.driver == "sqlite3" else None)
             if db.sync is not None:
-                db.sync = GroupSync(db.sync.wal_path, lambda db=db: db.gate.held)
+                db.sync = GroupSync(db.sync.wal_path, _held_by(db.gate))
         self.databases.clear()
         self.retired = {}
 
@@ -277,4 +312,5 @@ def shutdown() -> None:
 
 
 os.register_at_fork(after_in_child=registry.after_fork_in_child)
+atexit.register(_coord.close_all)
 atexit.register(shutdown)

@@ -51,7 +51,7 @@ def _for_driver(exc: sqlite3.Error, driver: Any) -> BaseException:
             cls = base
         _classes[(type(exc), base)] = cls
     try:
-        err = cls.__new__(cls, *exc.args)
+        err: BaseException = cls.__new__(cls, *exc.args)
         BaseException.__init__(err, *exc.args)
         err.__dict__.update(getattr(exc, "__dict__", {}))
     except Exception:
@@ -261,7 +261,7 @@ class DriverCursor:
             self._remote.finalizer = weakref.finalize(self, self._remote.end)
         return True
 
-    def _note(self, rows: list, done: bool) -> list:
+    def _note(self, rows: list[Any], done: bool) -> list[Any]:
         if self._judge is not None:
             self._seen += len(rows)
             if self._seen >= _offload.HEAVY_ROWS:
@@ -281,7 +281,7 @@ class DriverCursor:
         return r.rows.popleft()
 
     @_driver_errors
-    def fetchmany(self, size: int | None = None) -> list:
+    def fetchmany(self, size: int | None = None) -> list[Any]:
         n = self.arraysize if size is None else size
         r = self._remote
         if r is None:
@@ -290,7 +290,7 @@ class DriverCursor:
         return r.take(n)
 
     @_driver_errors
-    def fetchall(self) -> list:
+    def fetchall(self) -> list[Any]:
         r = self._remote
         if r is None:
             return self._note(self._cur.fetchall(), True)

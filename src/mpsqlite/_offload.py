@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 import weakref
 from collections import deque
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,8 @@ HEAVY_CPU = 0.002
 LEASE_WAIT = 5.0
 
 _PLAIN = (int, float, str, bytes, type(None))
-_fetchone = sqlite3.Cursor.fetchone
+# sqlite3's own checks, called on RemoteFetch variants (subclasses of a sqlite3 cursor class)
+_fetchone: Callable[[Any], Any] = sqlite3.Cursor.fetchone
 _fetchmany = sqlite3.Cursor.fetchmany
 _fetchall = sqlite3.Cursor.fetchall
 _execute = sqlite3.Cursor.execute
@@ -58,7 +60,7 @@ def plain_params(params: Any) -> bool:
     return all(type(v) in _PLAIN for v in values)
 
 
-def _describe_sql(description: tuple) -> str:
+def _describe_sql(description: tuple[Any, ...]) -> str:
     """A statement with no rows whose description matches ``description``.
 
     Run on the caller's own cursor, it gives sqlite3's C cursor the right
@@ -90,14 +92,14 @@ class Remote:
 
     __slots__ = ("rows", "pool", "handle", "finalizer", "row_factory", "stmt", "__weakref__")
 
-    def __init__(self, rows: list, pool: Any, handle: WorkerHandle | None,
+    def __init__(self, rows: list[Any], pool: Any, handle: WorkerHandle | None,
                  row_factory: Any, stmt: Statement | None = None) -> None:
         self.rows = deque(rows)
         self.pool = pool
         self.handle = handle  # set while rows remain in the worker
         self.row_factory = row_factory
         self.stmt = stmt  # timing of the statement, on a connection with a Clock
-        self.finalizer: weakref.finalize | None = None
+        self.finalizer: weakref.finalize[..., Any] | None = None  # on the cursor it serves
 
     def fill(self) -> bool:
         """Fetch the next chunk; False when the result is exhausted."""
@@ -125,9 +127,9 @@ class Remote:
             self.pool.release(h)
         return bool(rows)
 
-    def take(self, n: int) -> list:
+    def take(self, n: int) -> list[Any]:
         """Up to ``n`` rows, fetching chunks as needed."""
-        out: list = []
+        out: list[Any] = []
         while len(out) < n:
             if not self.rows and not self.fill():
                 break
@@ -135,7 +137,7 @@ class Remote:
             out.extend(self.rows.popleft() for _ in range(take))
         return out
 
-    def take_all(self) -> list:
+    def take_all(self) -> list[Any]:
         """Every remaining row."""
         out = list(self.rows)
         self.rows.clear()
@@ -169,7 +171,7 @@ class RemoteFetch:
     _remote: Remote
     _local_class: type
 
-    def _make(self, row: tuple) -> Any:
+    def _make(self, row: tuple[Any, ...]) -> Any:
         factory = self._remote.row_factory
         return row if factory is None else factory(self, row)
 
@@ -186,7 +188,7 @@ class RemoteFetch:
             raise StopIteration
         return row
 
-    def fetchmany(self, size: int | None = None) -> list:
+    def fetchmany(self, size: int | None = None) -> list[Any]:
         _fetchone(self)
         n = getattr(self, "arraysize", 1) if size is None else size
         if n <= 0:
@@ -195,7 +197,7 @@ class RemoteFetch:
         out = r.take(n)
         return out if r.row_factory is None else [self._make(x) for x in out]
 
-    def fetchall(self) -> list:
+    def fetchall(self) -> list[Any]:
         _fetchone(self)
         r = self._remote
         out = r.take_all()
@@ -274,7 +276,7 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
     return True
 
 
-def run_on_worker(db: Any, con: Any, key: int, version: int, blob: tuple, sql: str,
+def run_on_worker(db: Any, con: Any, key: int, version: int, blob: w.Settings, sql: str,
                   params: Any, row_factory: Any, stmt: Statement | None = None
                   ) -> tuple[Any, Remote] | None:
     """Run a read for connection ``con`` on a worker: ``(description, Remote)``, or None

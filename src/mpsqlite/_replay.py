@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _sql
 from ._database import Database
+
+if TYPE_CHECKING:
+    from ._wire import Settings
 
 _cursor_execute = sqlite3.Cursor.execute
 
@@ -30,7 +33,8 @@ def _shippable(obj: Any) -> bytes:
     lambdas, closures and what ``__main__`` defines by value (cloudpickle)."""
     import cloudpickle
 
-    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    return data
 
 
 class Replayed(sqlite3.Connection):
@@ -41,9 +45,9 @@ class Replayed(sqlite3.Connection):
     _offload: bool
     _detect_types: int
     _connect: tuple[str, bool, float]
-    _replay: dict[Any, tuple]
+    _replay: dict[Any, tuple[Any, ...]]
     _replay_version: int
-    _shipped: tuple | None
+    _shipped: tuple[int, int, Settings] | None  # what _worker_settings returned last
     _local_only: str | None  # why this connection never offloads
     _state_ok: bool  # no TEMP objects or in-memory attachments (checked lazily)
     _udfs: frozenset[str]
@@ -73,9 +77,10 @@ class Replayed(sqlite3.Connection):
             self._state_ok = True
         return not self._reading_elsewhere(cursor)
 
-    def _own_query(self, sql: str) -> tuple:
+    def _own_query(self, sql: str) -> tuple[Any, ...]:
         """One row of mpsqlite's own query, whatever row factory the application set."""
-        return _exec(self, sql).fetchone()
+        row: tuple[Any, ...] = _exec(self, sql).fetchone()
+        return row
 
     def _reading_elsewhere(self, cursor: Any) -> bool:
         """Whether another statement of this connection is part-way through its rows: it
@@ -84,6 +89,7 @@ class Replayed(sqlite3.Connection):
         if not _STMT_TABLE:
             return False  # SQLite built without the sqlite_stmt table: cannot tell
         _cursor_execute(cursor, "SELECT 0 WHERE 0")  # ends the cursor's own previous read
+        busy: int
         try:
             (busy,) = self._own_query("SELECT count(*) FROM sqlite_stmt WHERE busy")
         except sqlite3.OperationalError:
@@ -91,14 +97,14 @@ class Replayed(sqlite3.Connection):
             return False
         return busy > 1  # this query itself is one
 
-    def _record(self, key: Any, entry: tuple) -> None:
+    def _record(self, key: Any, entry: tuple[Any, ...]) -> None:
         """Note a setting a worker must replay to stand in for this connection."""
         self._replay.pop(key, None)
         self._replay[key] = entry
         self._replay_version += 1
         self._shipped = None
 
-    def _worker_settings(self) -> tuple | None:
+    def _worker_settings(self) -> tuple[int, int, Settings] | None:
         """``(key, version, settings)`` for the wire, or None if they cannot travel."""
         shipped = self._shipped
         if shipped is None or shipped[1] != self._replay_version:
@@ -127,7 +133,8 @@ class Replayed(sqlite3.Connection):
     def _refuse_offload(self, why: str) -> None:
         self._local_only = why
 
-    def _registered(self, method: str, args: tuple, kwargs: dict, key_len: int) -> None:
+    def _registered(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    key_len: int) -> None:
         key = (method, *(str(a).lower() if isinstance(a, str) else a for a in args[:key_len]))
         self._record(key, ("call", (method, args, kwargs)))
 
@@ -150,7 +157,7 @@ class Replayed(sqlite3.Connection):
     if hasattr(sqlite3.Connection, "create_window_function"):
 
         def create_window_function(self, *args: Any, **kwargs: Any) -> None:
-            super().create_window_function(*args, **kwargs)
+            super().create_window_function(*args, **kwargs)  # type: ignore[misc]  # 3.11+
             self._registered("create_window_function", args, kwargs, 2)
             self._udfs = self._udfs | {str(args[0]).lower()}
             self._udf_sql.clear()
@@ -160,7 +167,7 @@ class Replayed(sqlite3.Connection):
         self._registered("create_collation", args, kwargs, 1)
 
     def setlimit(self, *args: Any, **kwargs: Any) -> int:
-        old = super().setlimit(*args, **kwargs)
+        old: int = super().setlimit(*args, **kwargs)  # type: ignore[misc]  # 3.11+
         self._registered("setlimit", args, kwargs, 1)
         return old
 
@@ -176,6 +183,6 @@ class Replayed(sqlite3.Connection):
         super().set_trace_callback(*args, **kwargs)
         self._callback_set("trace callback", args, kwargs)
 
-    def _callback_set(self, what: str, args: tuple, kwargs: dict) -> None:
+    def _callback_set(self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if any(a is not None for a in (*args[:1], *kwargs.values())):
             self._local_only = f"a {what} is set: statements run where it can see them"

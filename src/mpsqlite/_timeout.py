@@ -29,7 +29,7 @@ import sqlite3
 import weakref
 from collections.abc import Callable
 from time import monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 from ._timer import Deadline
 from ._wire import exceeded, interrupted
@@ -42,6 +42,7 @@ SQL_LOG_CHARS = 200
 log = logging.getLogger("mpsqlite.statements")
 _HERE = "in the calling process"
 _base_interrupt = sqlite3.Connection.interrupt
+_T = TypeVar("_T")
 
 
 def check_seconds(name: str, value: Any) -> float | None:
@@ -76,10 +77,10 @@ class Clock:
         self.name = name
         self.deadline = Deadline(_interrupter(con)) if limit is not None else None
 
-    def run(self, cursor: Any, method: Callable[..., Any], sql: Any, *args: Any) -> Any:
+    def run(self, cursor: Any, method: Callable[..., _T], sql: Any, *args: Any) -> _T:
         """Run ``method(cursor, sql, *args)`` (the cursor's own execute...) as one statement."""
         if isinstance(cursor, TimedFetch):  # the timed fetches of its last SELECT
-            cursor.__class__ = cursor._local_class
+            cursor.__class__ = cursor._local_class  # type: ignore[assignment]
         stmt = cursor._stmt = Statement(self, sql)
         dl = self.deadline
         t0 = stmt.started = monotonic()
@@ -159,10 +160,10 @@ class TimedFetch:
     after such a statement, until its rows are read or it runs another."""
 
     __slots__ = ()
-    _local_class: type
+    _local_class: type[sqlite3.Cursor]
     _stmt: Statement
 
-    def _fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _fetch(self, fn: Callable[..., _T], *args: Any) -> _T:
         stmt = self._stmt
         dl = stmt.clock.deadline
         t0 = stmt.started = monotonic()
@@ -170,13 +171,13 @@ class TimedFetch:
             dl.arm(stmt, t0 + stmt.clock.limit - stmt.spent, t0)  # type: ignore[operator]
         try:
             rows = fn(self, *args)
-        except sqlite3.OperationalError as exc:
-            self.__class__ = self._local_class  # the statement failed: it is over
+        except sqlite3.OperationalError as exc:  # the statement failed: it is over
+            self.__class__ = self._local_class  # type: ignore[assignment]
             if dl is not None and dl.disarm(stmt) and interrupted(exc):
                 raise exceeded(exc, stmt.clock.limit) from exc  # type: ignore[arg-type]
             raise
         except BaseException:  # StopIteration: it is over
-            self.__class__ = self._local_class
+            self.__class__ = self._local_class  # type: ignore[assignment]
             raise
         finally:
             if dl is not None:
@@ -184,7 +185,7 @@ class TimedFetch:
             stmt.started = None
             stmt.add(monotonic() - t0)
         if not rows:
-            self.__class__ = self._local_class
+            self.__class__ = self._local_class  # type: ignore[assignment]
         return rows
 
     def fetchone(self) -> Any:
@@ -193,15 +194,15 @@ class TimedFetch:
     def __next__(self) -> Any:
         return self._fetch(self._local_class.__next__)
 
-    def fetchmany(self, size: int | None = None) -> list:
+    def fetchmany(self, size: int | None = None) -> list[Any]:
         if size is None:
             return self._fetch(self._local_class.fetchmany)
         return self._fetch(self._local_class.fetchmany, size)
 
-    def fetchall(self) -> list:
+    def fetchall(self) -> list[Any]:
         local = self._local_class
         rows = self._fetch(local.fetchall)
-        self.__class__ = local
+        self.__class__ = local  # type: ignore[assignment]
         return rows
 
 

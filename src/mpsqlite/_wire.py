@@ -44,51 +44,61 @@ _HEADER = struct.Struct("<IB")
 _MARSHAL, _PICKLE = 0, 1
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
+#: A request or reply as it crosses the wire; only the functions here read its fields.
+Message = tuple[Any, ...]
+#: ``(statement_timeout, seconds left)`` of the caller's statement.
+Timeout = tuple[float, float]
+#: How a worker opens an equivalent connection: ``(connect, entries)``, see :func:`settings`.
+Settings = tuple[tuple[Any, ...], list[tuple[Any, ...]]]
+
 
 # -- requests ----------------------------------------------------------------
 
-def exec_request(con: int, version: int, settings: tuple | None, sql: str, params: Any,
-                 timeout: tuple[float, float] | None = None) -> tuple:
+def exec_request(con: int, version: int, settings: Settings | None, sql: str, params: Any,
+                 timeout: Timeout | None = None) -> Message:
     return (OP_EXEC, con, version, settings, sql, params, timeout)
 
 
-def read_exec(req: tuple) -> tuple[int, int, tuple | None, str, Any, tuple[float, float] | None]:
+def read_exec(req: Message) -> tuple[int, int, Settings | None, str, Any, Timeout | None]:
     """``(con, version, settings, sql, params, timeout)`` of an exec request."""
     return req[1], req[2], req[3], req[4], req[5], req[6]
 
 
-def fetch_request(timeout: tuple[float, float] | None = None) -> tuple:
+def fetch_request(timeout: Timeout | None = None) -> Message:
     return (OP_FETCH, timeout)
 
 
-def read_fetch(req: tuple) -> tuple[float, float] | None:
+def read_fetch(req: Message) -> Timeout | None:
     """The ``timeout`` of a fetch request."""
-    return req[1]
+    timeout: Timeout | None = req[1]
+    return timeout
 
 
-def drop_request() -> tuple:
+def drop_request() -> Message:
     return (OP_DROP,)
 
 
-def forget_request(cons: list[int]) -> tuple:
+def forget_request(cons: list[int]) -> Message:
     return (OP_FORGET, cons)
 
 
-def read_forget(req: tuple) -> list[int]:
-    return req[1]
+def read_forget(req: Message) -> list[int]:
+    cons: list[int] = req[1]
+    return cons
 
 
-def close_request() -> tuple:
+def close_request() -> Message:
     return (OP_CLOSE,)
 
 
-def op(req: tuple) -> int:
-    return req[0]
+def op(req: Message) -> int:
+    kind: int = req[0]
+    return kind
 
 
 # -- connection settings, as a worker replays them -----------------------------
 
-def settings(connect: tuple, entries: list[tuple]) -> tuple:
+def settings(connect: tuple[Any, ...], entries: list[tuple[Any, ...]]) -> Settings:
     """How to open an equivalent connection. ``connect`` is, for sqlite3,
     ``(target, uri, timeout, (st_dev, st_ino))`` and for another driver
     ``(args, kwargs)`` of its ``connect()``; ``entries`` are ("call", pickled
@@ -96,43 +106,43 @@ def settings(connect: tuple, entries: list[tuple]) -> tuple:
     return (connect, entries)
 
 
-def read_settings(s: tuple) -> tuple[tuple, list[tuple]]:
+def read_settings(s: Settings) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     return s[0], s[1]
 
 
 # -- replies -----------------------------------------------------------------
 
-def ok(payload: Any) -> tuple:
+def ok(payload: Any) -> Message:
     return (OK, payload)
 
 
-def error(exc: BaseException) -> tuple:
+def error(exc: BaseException) -> Message:
     return (ERROR, encode_error(exc))
 
 
-def refused(why: str) -> tuple:
+def refused(why: str) -> Message:
     return (REFUSED, why)
 
 
-def need_settings() -> tuple:
+def need_settings() -> Message:
     return (NEED_SETTINGS, None)
 
 
-def exec_result(description: Any, rows: list, more: bool, cpu: float) -> tuple:
+def exec_result(description: Any, rows: list[Any], more: bool, cpu: float) -> Message:
     """What an exec returns: the result's description, first rows, whether more
     remain, and the worker's CPU seconds for it (the offload policy learns from it)."""
     return (description, rows, more, cpu)
 
 
-def read_exec_result(payload: tuple) -> tuple[Any, list, bool, float]:
+def read_exec_result(payload: Message) -> tuple[Any, list[Any], bool, float]:
     return payload[0], payload[1], payload[2], payload[3]
 
 
-def fetch_result(rows: list, more: bool) -> tuple:
+def fetch_result(rows: list[Any], more: bool) -> Message:
     return (rows, more)
 
 
-def read_fetch_result(payload: tuple) -> tuple[list, bool]:
+def read_fetch_result(payload: Message) -> tuple[list[Any], bool]:
     return payload[0], payload[1]
 
 

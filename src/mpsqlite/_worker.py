@@ -22,13 +22,16 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import _wire as w
 from ._timer import Deadline
 
 # Equivalent connections kept per worker; the least recently used is closed.
 MAX_CONNECTIONS = 32
+
+_T = TypeVar("_T")
 
 
 class Refused(Exception):
@@ -54,7 +57,7 @@ class _Worker:
         self.current: Any = None  # the connection running a statement (for interrupts)
         self.deadline = Deadline(self.interrupt)  # the caller's statement_timeout
 
-    def handle(self, req: tuple) -> tuple:
+    def handle(self, req: w.Message) -> w.Message:
         kind = w.op(req)
         if kind == w.OP_EXEC:
             return self._exec(*w.read_exec(req))
@@ -62,7 +65,7 @@ class _Worker:
             return self._fetch(w.read_fetch(req))
         raise ValueError(f"unknown request {kind!r}")
 
-    def _timed(self, con: Any, timeout: tuple[float, float] | None, run: Any) -> Any:
+    def _timed(self, con: Any, timeout: w.Timeout | None, run: Callable[[], _T]) -> _T:
         """``run()`` on ``con``, interrupted when the caller's seconds left run out."""
         self.current = con
         try:
@@ -92,9 +95,9 @@ class _Worker:
             self._forget(key)
 
     def _exec(
-        self, con_key: int, version: int, settings: tuple | None, sql: str, params: Any,
-        timeout: tuple[float, float] | None,
-    ) -> tuple:
+        self, con_key: int, version: int, settings: w.Settings | None, sql: str, params: Any,
+        timeout: w.Timeout | None,
+    ) -> w.Message:
         self.drop()
         eq = self.cons.get(con_key)
         if eq is None or eq.version != version:
@@ -112,7 +115,7 @@ class _Worker:
         start = time.thread_time()
         cur = eq.con.cursor()
 
-        def run() -> list:
+        def run() -> list[Any]:
             cur.execute(sql, params) if params is not None else cur.execute(sql)
             return cur.fetchmany(w.FIRST_ROWS) if cur.description is not None else []
 
@@ -126,7 +129,7 @@ class _Worker:
                 eq.con.rollback()  # end the read transaction such drivers open
         return w.ok(w.exec_result(cur.description, rows, more, time.thread_time() - start))
 
-    def _fetch(self, timeout: tuple[float, float] | None) -> tuple:
+    def _fetch(self, timeout: w.Timeout | None) -> w.Message:
         cur = self.pending
         if cur is None:
             return w.ok(w.fetch_result([], False))
@@ -141,7 +144,7 @@ class _Worker:
             self.drop()
         return w.ok(w.fetch_result(rows, more))
 
-    def _open(self, settings: tuple) -> Any:
+    def _open(self, settings: w.Settings) -> Any:
         connect, entries = w.read_settings(settings)
         if self.is_sqlite:
             target, uri, timeout, identity = connect

@@ -96,7 +96,7 @@ class WorkerHandle:
             pass  # it died at once: its first exchange reports that (WorkerDied)
         self._started = False
 
-    def exchange(self, request: tuple, owner: Any = None, wait: float | None = None) -> Any:
+    def exchange(self, request: w.Message, owner: Any = None, wait: float | None = None) -> Any:
         """Send one request and return its reply ``(status, payload)``; a worker that has
         not replied after ``wait`` seconds is killed (WorkerKilled)."""
         with self.lock:
@@ -138,7 +138,7 @@ class WorkerHandle:
             if not self.dead:
                 sock.settimeout(None)
 
-    def send_only(self, request: tuple) -> None:
+    def send_only(self, request: w.Message) -> None:
         """Send a request that has no reply (drop); a dead worker is left to the next use."""
         with self.lock:
             if not self.dead:

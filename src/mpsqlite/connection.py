@@ -24,7 +24,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from ._database import Database, registry
 from ._replay import _exec
@@ -42,7 +42,7 @@ _base_cursor = sqlite3.Connection.cursor
 _base_commit = sqlite3.Connection.commit
 _base_rollback = sqlite3.Connection.rollback
 _base_close = sqlite3.Connection.close
-_base_isolation = sqlite3.Connection.isolation_level
+_base_isolation: Any = sqlite3.Connection.__dict__["isolation_level"]  # the descriptor
 _base_autocommit = getattr(sqlite3.Connection, "autocommit", None)
 _base_del = getattr(sqlite3.Connection, "__del__", None)
 
@@ -89,13 +89,16 @@ class Connection(GatedWrites):
         max_write_seconds: float | None = 30.0,
         statement_timeout: float | None = None,
         log_slow_statements: float | None = None,
+        coordinate: bool = True,
     ) -> None:
         """Open as sqlite3 does. ``statement_timeout`` (seconds) interrupts a statement
         that runs longer, except that SQLite cannot stop a Python function it is calling in
         this process (on a worker, such a statement ends with the worker killed);
         ``max_write_seconds`` only rolls back a transaction idle in the writer gate while
         others wait, never a running statement; ``log_slow_statements`` (seconds) logs
-        slower statements. See :mod:`mpsqlite._timeout`."""
+        slower statements. See :mod:`mpsqlite._timeout`. ``coordinate=False`` keeps this
+        connection's writes out of the writer queue shared with other processes
+        (:mod:`mpsqlite._coord`): SQLite's locks alone then order it against them."""
         if workers is not None and (type(workers) is not int or workers < 1):
             raise ValueError(f"workers must be a positive integer, not {workers!r}")
         if max_write_seconds is not None and not max_write_seconds > 0:
@@ -108,7 +111,8 @@ class Connection(GatedWrites):
         if self._db is not None:  # __init__ called again on an open connection
             self._release()
         super().__init__(database, timeout=timeout, detect_types=detect_types,
-                         isolation_level=isolation_level, check_same_thread=check_same_thread,
+                         isolation_level=isolation_level,  # type: ignore[arg-type]  # "" too
+                         check_same_thread=check_same_thread,
                          factory=_base, cached_statements=cached_statements, uri=uri)
         self._key = next(_ids)
         self._timeout = float(timeout)
@@ -116,6 +120,7 @@ class Connection(GatedWrites):
         self._same_thread = bool(check_same_thread)
         self._max_write = max_write_seconds
         self._offload = offload
+        self._coordinate = bool(coordinate)
         self._gate_held = False
         self._dirty = False  # the gated transaction has written
         self._revoked: str | None = None
@@ -123,9 +128,9 @@ class Connection(GatedWrites):
         self._want_group = False
         self._sync_level = 2
         self._op_lock = threading.RLock()
-        self._replay: dict[Any, tuple] = {}  # what a worker replays, in order made
+        self._replay: dict[Any, tuple[Any, ...]] = {}  # what a worker replays, in order made
         self._replay_version = 0
-        self._shipped: tuple | None = None
+        self._shipped: tuple[Any, ...] | None = None
         self._local_only: str | None = None  # why this connection never offloads
         self._state_ok = False  # no TEMP objects or in-memory attachments (checked lazily)
         self._udfs: frozenset[str] = frozenset()
@@ -211,7 +216,7 @@ class Connection(GatedWrites):
             if self._gate_held:
                 self._end_gated()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if exc_type is None and exc is None and tb is None:
             try:
                 self.commit()
@@ -235,9 +240,10 @@ class Connection(GatedWrites):
                 if self._gate_held and value is True:
                     self._end_gated()
 
-    @property
-    def isolation_level(self) -> str | None:  # type: ignore[override]
-        return _base_isolation.__get__(self)
+    @property  # type: ignore[override]  # sqlite3's stubs: only its named levels
+    def isolation_level(self) -> str | None:
+        level: str | None = _base_isolation.__get__(self)
+        return level
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
@@ -248,8 +254,9 @@ class Connection(GatedWrites):
 
     # -- cursors and shortcuts -------------------------------------------------
 
-    def cursor(self, factory: Callable[[sqlite3.Connection], sqlite3.Cursor] = Cursor
-               ) -> sqlite3.Cursor:  # type: ignore[override]
+    def cursor(self,  # type: ignore[override]  # one signature for both of sqlite3's
+               factory: Callable[[sqlite3.Connection], sqlite3.Cursor] = Cursor
+               ) -> sqlite3.Cursor:
         """A new cursor; by default an mpsqlite :class:`Cursor`."""
         return _base_cursor(self, factory)
 
@@ -271,7 +278,7 @@ class Connection(GatedWrites):
     if hasattr(sqlite3.Connection, "deserialize"):
 
         def deserialize(self, *args: Any, **kwargs: Any) -> None:
-            super().deserialize(*args, **kwargs)
+            super().deserialize(*args, **kwargs)  # type: ignore[misc]  # 3.11+
             if (args[1:2] or [kwargs.get("name", "main")])[0] == "main":
                 self._leave_file()
 

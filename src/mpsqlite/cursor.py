@@ -14,10 +14,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from time import thread_time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _offload
 from ._sql import Kind, _memo, kind
+
+if TYPE_CHECKING:
+    from ._database import Database
+    from ._timeout import Clock
+    from .connection import Connection
 
 _execute = sqlite3.Cursor.execute
 _executemany = sqlite3.Cursor.executemany
@@ -46,12 +51,17 @@ class Cursor(sqlite3.Cursor):
     _seen = 0  # rows fetchmany returned for it so far
     _clocked = False  # the connection's clock is timing the statement being run
 
+    if TYPE_CHECKING:
+        @property
+        def connection(self) -> Connection:
+            """mpsqlite's :class:`Connection` wherever a statement gets past ``_db is None``."""
+
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
         con = self.connection
-        clock = getattr(con, "_clock", None)
+        clock: Clock | None = getattr(con, "_clock", None)
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.execute, sql, parameters)
-        db = getattr(con, "_db", None)
+        db: Database | None = getattr(con, "_db", None)
         if db is None:
             return _execute(self, sql, parameters)
         k = _memo.get(sql)
@@ -74,35 +84,39 @@ class Cursor(sqlite3.Cursor):
             self._t0 = None
             return _execute(self, sql, parameters)
         self._judge = None
-        return con._write(_execute, self, sql, parameters, k)
+        done: Cursor = con._write(_execute, self, sql, parameters, k)
+        return done
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Cursor:
         con = self.connection
-        clock = getattr(con, "_clock", None)
+        clock: Clock | None = getattr(con, "_clock", None)
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.executemany, sql, seq_of_parameters)
-        db = getattr(con, "_db", None)
+        db: Database | None = getattr(con, "_db", None)
         if db is None or type(sql) is not str:
             return _executemany(self, sql, seq_of_parameters)
         k = kind(sql)
         if k is _READ:
             return _executemany(self, sql, seq_of_parameters)  # sqlite3 refuses it
         self._judge = None
-        return con._write(_executemany, self, sql, seq_of_parameters, k)
+        done: Cursor = con._write(_executemany, self, sql, seq_of_parameters, k)
+        return done
 
     def executescript(self, sql_script: str, /) -> Cursor:
         con = self.connection
-        clock = getattr(con, "_clock", None)
+        clock: Clock | None = getattr(con, "_clock", None)
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.executescript, sql_script)
-        db = getattr(con, "_db", None)
+        db: Database | None = getattr(con, "_db", None)
         if db is None or type(sql_script) is not str:
-            return _executescript(self, sql_script)
+            # sqlite3 returns the cursor itself; its stubs say a plain sqlite3.Cursor
+            return _executescript(self, sql_script)  # type: ignore[return-value]
         self._judge = None
         lowered = sql_script.lower()
         if "pragma" in lowered or "attach" in lowered:
             con._refuse_offload("a script changed connection settings workers cannot replay")
-        return con._write(_run_script, self, sql_script, None, Kind.WRITE)
+        done: Cursor = con._write(_run_script, self, sql_script, None, Kind.WRITE)
+        return done
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
         rows = _fetchmany(self) if size is None else _fetchmany(self, size)
@@ -123,6 +137,6 @@ class Cursor(sqlite3.Cursor):
         sql, self._judge = self._judge, None
         t0 = self._t0
         heavy = self._seen >= _HEAVY_ROWS or (t0 is not None and thread_time() - t0 >= _HEAVY_CPU)
-        db = getattr(self.connection, "_db", None)
+        db: Database | None = getattr(self.connection, "_db", None)
         if heavy and db is not None and sql is not None:
             db.judge(sql, True)

@@ -186,8 +186,8 @@ class MpsqliteCollector:
             wait.add_metric([path], list(zip(bounds, _cumulative(c))), c["writer_wait_seconds"])
             for family, (_, key, _) in zip(counters, _COUNTER_DOCS):
                 family.add_metric([path], c[key])
-            for family, (_, key, _) in zip(gauges, _GAUGE_DOCS):
-                family.add_metric([path], c[key])
+            for gauge, (_, key, _) in zip(gauges, _GAUGE_DOCS):
+                gauge.add_metric([path], c[key])
         return [statements, wait, *counters, *gauges]
 
     def describe(self) -> list[Any]:
@@ -229,8 +229,8 @@ class MultiprocessExporter:
                     _inc(self._statements.labels(path, where, kind), now[key] - before[key])
                 for metric, (_, key, _) in zip(self._counters, _COUNTER_DOCS):
                     _inc(metric.labels(path), now[key] - before[key])
-                for metric, (_, key, _) in zip(self._gauges, _GAUGE_DOCS):
-                    metric.labels(path).set(now[key])
+                for gauge, (_, key, _) in zip(self._gauges, _GAUGE_DOCS):
+                    gauge.labels(path).set(now[key])
                 child = self._wait.labels(path)
                 if len(getattr(child, "_buckets", ())) != len(WAIT_BUCKETS) + 1:
                     raise RuntimeError("this prometheus_client's Histogram has no per-bucket "
@@ -305,7 +305,7 @@ def exposition(registry: Any = None) -> tuple[bytes, str]:
         assert isinstance(exporter, MultiprocessExporter)
         exporter.sync()
         merged = CollectorRegistry()
-        MultiProcessCollector(merged)
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return generate_latest(merged), CONTENT_TYPE_LATEST
     if registry is None:
         from prometheus_client import REGISTRY as registry

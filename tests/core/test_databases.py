@@ -36,12 +36,31 @@ def test_pool_status_has_one_entry_per_database(mp_connect, db_path, tmp_path):
 
 
 def test_a_database_without_workers_is_forgotten_at_its_last_close(db_path):
-    conn = mpsqlite.connect(str(db_path), workers=2)
+    conn = mpsqlite.connect(str(db_path), workers=2, coordinate=False)
     conn.execute("create table t(x)")
     conn.commit()
     assert len(_entries(db_path)) == 1
     conn.close()
     assert _entries(db_path) == []
+
+
+def test_files_kept_for_their_writer_queue_link_alone_are_bounded(tmp_path):
+    """A written file keeps its link to the other processes' writer queue a while after
+    its last close (a relink costs more than the connect), but only a few files do."""
+    import threading
+    before = threading.active_count()
+    paths = [tmp_path / f"f{i}.db" for i in range(3 * _database.IDLE_LINKS)]
+    for path in paths:
+        with closing(mpsqlite.connect(str(path))) as conn:
+            conn.execute("create table t(x)")
+            conn.commit()
+    kept = [p for p in paths if _entries(p)]
+    assert kept == paths[-_database.IDLE_LINKS:]  # the most recently closed
+    # each kept link: a coordinator thread (hosted here, nobody else uses these files)
+    # and its reader; the reaper
+    assert threading.active_count() - before <= 2 * _database.IDLE_LINKS + 1
+    mpsqlite.shutdown()
+    assert [p for p in paths if _entries(p)] == []
 
 
 def test_a_live_connection_keeps_reading_its_own_file_after_the_name_is_replaced(

@@ -77,7 +77,8 @@ def test_statements_commits_and_workers_as_scraped(registry, db_path):
 
 def test_counters_outlive_the_database_being_dropped(registry, db_path):
     for rows in (3, 4):
-        conn = mpsqlite.connect(str(db_path))
+        # not linked to other processes' writer queue either: nothing keeps it after close
+        conn = mpsqlite.connect(str(db_path), coordinate=False)
         conn.execute("create table if not exists t(x)")
         for i in range(rows):
             conn.execute("insert into t values (?)", (i,))

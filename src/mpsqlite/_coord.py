@@ -1,0 +1,577 @@
+"""One writer queue across the processes of one host: the writer *turn* of a database file.
+
+Each process keeps its own FIFO gate (:mod:`mpsqlite._gate`); the thread that takes it
+also needs its process to hold the file's turn. A coordinator grants the turn, first come
+first served. The first process that needs it hosts it in a thread, on a Unix socket in a
+private runtime directory, named by the file's device and inode. A process keeps the turn
+until another asks for it, then lets the writers it already has queued finish and passes
+it on, so one hand-off serves a busy process's whole queue.
+
+The socket is 0600 in a directory of mode 0700, and both ends check the peer's uid
+(``SO_PEERCRED``). Messages are short ASCII lines, never pickles. The host holds a POSIX
+lock on ``<name>.lock``: when its process dies the kernel drops the lock, the other
+processes' links end, and the first of them that needs the turn takes over. SQLite's own
+locks remain the final guard; the turn only orders mpsqlite's writers.
+
+Wire: ``W <seq> <limit>`` asks for the turn (``limit``: the asker's ``max_write_seconds``,
+``-`` for none); ``R <seq>`` gives it back or withdraws the request. The coordinator sends
+``G <seq>`` (granted), ``P`` (another process waits: pass it on) and ``X <seq>`` (taken
+back: the holder was asked for longer than its limit).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import selectors
+import socket
+import stat
+import struct
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("mpsqlite.coordinator")
+
+#: Seconds a process whose coordinator vanished waits between tries to reach or host the
+#: next one (another process may be taking over at that moment).
+RETRY = 0.002
+_LINE_MAX = 64
+_SUN_PATH_MAX = 107
+_PEERCRED = getattr(socket, "SO_PEERCRED", None)  # Linux; elsewhere coordination is off
+_CRED = struct.Struct("3i")  # pid, uid, gid
+_live: weakref.WeakSet[Turn] = weakref.WeakSet()
+# Coordinators hosted by this process, by socket path. POSIX locks belong to a process, so
+# a second one here would "get" the lock of the first, and closing it would drop both.
+_hosted: dict[str, Coordinator] = {}
+_hosted_lock = threading.Lock()
+
+
+def runtime_dir() -> str:
+    """The directory for coordinator sockets: ``$MPSQLITE_RUNTIME_DIR``, else
+    ``$XDG_RUNTIME_DIR/mpsqlite``, else ``<tmp>/mpsqlite-<uid>``."""
+    path = os.environ.get("MPSQLITE_RUNTIME_DIR")
+    if path:
+        return path
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return os.path.join(xdg, "mpsqlite")
+    return os.path.join(tempfile.gettempdir(), f"mpsqlite-{os.getuid()}")
+
+
+def _private_dir(path: str) -> None:
+    """Create ``path`` as 0700, or check that it is a directory of ours that nobody else
+    can enter (OSError otherwise)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, "not a directory", path)
+    if st.st_uid != os.getuid():
+        raise OSError(errno.EPERM, "owned by another user", path)
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    assert _PEERCRED is not None
+    _pid, uid, _gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, _PEERCRED, _CRED.size))
+    return int(uid)
+
+
+class _Peer:
+    __slots__ = ("sock", "buf")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+
+class Coordinator:
+    """Grants one file's writer turn to the processes linked to it, in request order."""
+
+    def __init__(self, sock_path: str, listener: socket.socket, lock_fd: int) -> None:
+        self.sock_path = sock_path
+        self._listener = listener
+        self._lock_fd = lock_fd
+        self._ino = os.stat(sock_path).st_ino
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(listener, selectors.EVENT_READ, "accept")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "stop")
+        self._peers: dict[socket.socket, _Peer] = {}
+        self._queue: deque[tuple[_Peer, int, float | None]] = deque()
+        self._holder: tuple[_Peer, int, float | None] | None = None
+        self._asked: float | None = None  # when the holder was asked to pass the turn on
+        self.grants = 0
+        self.revoked = 0
+        self._thread = threading.Thread(target=self._run, name="mpsqlite-coordinator",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the coordinator: the linked processes see their link close."""
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def forget(self) -> None:
+        """In a forked child: close the parent's descriptors, say nothing on them."""
+        for sock in [*self._peers, self._listener, self._wake_r, self._wake_w]:
+            sock.close()
+        self._peers.clear()
+        self._sel.close()
+        os.close(self._lock_fd)
+
+    def _run(self) -> None:
+        try:
+            while self._serve_once():
+                pass
+        except Exception:  # never expected; the links close and another process takes over
+            log.exception("mpsqlite coordinator for %s failed", self.sock_path)
+        finally:
+            self._close()
+
+    def _serve_once(self) -> bool:
+        timeout = None
+        if self._holder is not None and self._queue and self._asked is not None:
+            limit = self._holder[2]
+            if limit is not None:
+                timeout = max(self._asked + limit - time.monotonic(), 0.0)
+        for key, _ in self._sel.select(timeout):
+            if key.data == "stop":
+                return False
+            if key.data == "accept":
+                self._accept()
+            else:
+                self._read(key.data)
+        self._revoke_overdue()
+        return True
+
+    def _close(self) -> None:
+        for peer in list(self._peers.values()):
+            peer.sock.close()
+        self._peers.clear()
+        try:
+            if os.stat(self.sock_path).st_ino == self._ino:
+                os.unlink(self.sock_path)
+            # Removed while locked: whoever opened it meanwhile sees a stale inode and retries.
+            os.unlink(self.sock_path[:-len(".sock")] + ".lock")
+        except OSError:
+            pass
+        self._sel.close()
+        self._listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        with _hosted_lock:
+            os.close(self._lock_fd)
+            if _hosted.get(self.sock_path) is self:
+                del _hosted[self.sock_path]
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self._listener.accept()
+        except OSError:
+            return
+        try:
+            if _peer_uid(sock) != os.getuid():
+                sock.close()
+                return
+        except OSError:
+            sock.close()
+            return
+        sock.setblocking(False)
+        peer = _Peer(sock)
+        self._peers[sock] = peer
+        self._sel.register(sock, selectors.EVENT_READ, peer)
+
+    def _read(self, peer: _Peer) -> None:
+        try:
+            data = peer.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(peer)
+            return
+        peer.buf += data
+        while b"\n" in peer.buf:
+            line, peer.buf = peer.buf.split(b"\n", 1)
+            if not self._handle(peer, line.split()):
+                self._drop(peer)
+                return
+        if len(peer.buf) > _LINE_MAX:
+            self._drop(peer)
+
+    def _handle(self, peer: _Peer, words: list[bytes]) -> bool:
+        """One message; False for anything that is not our protocol."""
+        try:
+            if words[0] == b"W" and len(words) == 3:
+                seq = int(words[1])
+                limit = None if words[2] == b"-" else float(words[2])
+                self._want(peer, seq, limit)
+                return True
+            if words[0] == b"R" and len(words) == 2:
+                self._give_back(peer, int(words[1]))
+                return True
+        except (ValueError, IndexError):
+            pass
+        return False
+
+    def _want(self, peer: _Peer, seq: int, limit: float | None) -> None:
+        if self._holder is not None and self._holder[0] is peer:
+            self._holder = (peer, seq, limit)
+            self._send(peer, f"G {seq}\n")
+            return
+        for i, (p, _, _) in enumerate(self._queue):
+            if p is peer:
+                self._queue[i] = (peer, seq, limit)
+                return
+        if self._holder is None:
+            self._grant((peer, seq, limit))
+            return
+        self._queue.append((peer, seq, limit))
+        if self._asked is None:
+            self._asked = time.monotonic()
+            self._send(self._holder[0], "P\n")
+
+    def _give_back(self, peer: _Peer, seq: int) -> None:
+        if self._holder is not None and self._holder[0] is peer and self._holder[1] == seq:
+            self._holder = None
+            self._grant_next()
+            return
+        for entry in self._queue:
+            if entry[0] is peer and entry[1] == seq:
+                self._queue.remove(entry)
+                return
+
+    def _grant(self, entry: tuple[_Peer, int, float | None]) -> None:
+        self._holder, self._asked = entry, None
+        self.grants += 1
+        self._send(entry[0], f"G {entry[1]}\n")
+        if self._queue and self._holder is entry:
+            self._asked = time.monotonic()
+            self._send(entry[0], "P\n")
+
+    def _grant_next(self) -> None:
+        self._asked = None
+        while self._holder is None and self._queue:
+            self._grant(self._queue.popleft())
+
+    def _revoke_overdue(self) -> None:
+        holder = self._holder
+        if holder is None or not self._queue or self._asked is None or holder[2] is None:
+            return
+        if time.monotonic() - self._asked < holder[2]:
+            return
+        self.revoked += 1
+        log.warning("mpsqlite: a process kept the writer turn of %s for more than "
+                    "max_write_seconds=%g after others asked for it; passed on",
+                    self.sock_path, holder[2])
+        self._holder = None
+        self._send(holder[0], f"X {holder[1]}\n")
+        self._grant_next()
+
+    def _send(self, peer: _Peer, message: str) -> None:
+        try:
+            peer.sock.send(message.encode())
+        except OSError:  # gone, or not reading at all: it loses its place
+            self._drop(peer)
+
+    def _drop(self, peer: _Peer) -> None:
+        if self._peers.pop(peer.sock, None) is None:
+            return
+        try:
+            self._sel.unregister(peer.sock)
+        except (KeyError, ValueError):
+            pass
+        peer.sock.close()
+        self._queue = deque(e for e in self._queue if e[0] is not peer)
+        if self._holder is not None and self._holder[0] is peer:
+            self._holder = None
+            self._grant_next()
+
+
+class _Request:
+    __slots__ = ("seq", "ready", "outcome")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.outcome = ""  # "granted", "lost" (the link ended) or "" (still waiting)
+
+
+class Turn:
+    """This process's side of one file's writer turn.
+
+    Only the holder of the process's gate calls :meth:`acquire` and :meth:`release`; a
+    reader thread per link takes the coordinator's messages. ``on_wanted`` is called
+    (from that thread) when another process asks for the turn, ``on_revoked`` when the
+    coordinator took it back.
+    """
+
+    def __init__(self, key: tuple[Any, ...], on_wanted: Callable[[], None],
+                 on_revoked: Callable[[], None]) -> None:
+        self.name = f"{key[0]:x}-{key[1]:x}"
+        self._on_wanted = on_wanted
+        self._on_revoked = on_revoked
+        self._mu = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._coordinator: Coordinator | None = None
+        self._pending: _Request | None = None
+        self._seq = 0
+        self.held = False
+        self.wanted = False  # another process asked for the turn we hold
+        self.disabled: str | None = None if _PEERCRED is not None else "no SO_PEERCRED here"
+        self.handoffs = 0  # grants received after waiting for another process
+        _live.add(self)
+
+    @property
+    def hosting(self) -> bool:
+        return self._coordinator is not None
+
+    @property
+    def linked(self) -> bool:
+        return self._sock is not None
+
+    def acquire(self, deadline: float, limit: float | None) -> bool:
+        """Hold the turn by ``deadline`` (monotonic); False if it did not come in time.
+        True at once where coordination cannot work: SQLite's locks then decide alone."""
+        while True:
+            if self.held:
+                return True
+            sock = self._sock or self._link(deadline)
+            if sock is None:
+                return self.disabled is not None or time.monotonic() < deadline
+            with self._mu:
+                self._seq += 1
+                request = self._pending = _Request(self._seq)
+            try:
+                sock.sendall(f"W {request.seq} {'-' if limit is None else repr(limit)}\n"
+                             .encode())
+            except OSError:
+                self._lost(sock)
+                continue
+            request.ready.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+            with self._mu:
+                if request.outcome == "granted":
+                    return True
+                if self._pending is request:
+                    self._pending = None
+            if request.outcome == "lost":
+                continue
+            try:
+                sock.sendall(f"R {request.seq}\n".encode())  # withdraw; a late grant is given back
+            except OSError:
+                pass
+            return False
+
+    def release(self) -> None:
+        """Give the turn back to the coordinator, if we hold it."""
+        with self._mu:
+            if not self.held:
+                return
+            self.held = self.wanted = False
+            sock, seq = self._sock, self._seq
+        if sock is not None:
+            try:
+                sock.sendall(f"R {seq}\n".encode())
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Leave the queue; a coordinator hosted here stops (another process takes over)."""
+        with self._mu:
+            sock, self._sock = self._sock, None
+            coordinator, self._coordinator = self._coordinator, None
+            self.held = self.wanted = False
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        if coordinator is not None:
+            coordinator.stop()
+
+    def forget(self) -> None:
+        """In a forked child: never use the parent's link, turn or coordinator."""
+        if self._sock is not None:
+            self._sock.close()
+        if self._coordinator is not None:
+            self._coordinator.forget()
+        self._sock = self._coordinator = self._pending = None
+        self._mu = threading.Lock()
+        self.held = self.wanted = False
+
+    # -- the link --------------------------------------------------------------
+
+    def _link(self, deadline: float) -> socket.socket | None:
+        """Reach the coordinator, hosting it if nobody does; None if coordination is off
+        here or nobody could be reached by ``deadline``."""
+        if self.disabled is not None:
+            return None
+        try:
+            directory = runtime_dir()
+            _private_dir(directory)
+        except OSError as exc:
+            self._disable(f"runtime directory unusable: {exc}")
+            return None
+        path = os.path.join(directory, self.name + ".sock")
+        if len(os.fsencode(path)) > _SUN_PATH_MAX:
+            self._disable(f"socket path too long: {path}")
+            return None
+        while True:
+            sock = self._connect(path)
+            if sock is None:
+                self._host(path)
+                sock = self._connect(path)
+            if sock is not None:
+                with self._mu:
+                    self._sock = sock
+                threading.Thread(target=self._read, args=(sock,), daemon=True,
+                                 name="mpsqlite-turn").start()
+                return sock
+            if self.disabled is not None or time.monotonic() >= deadline:
+                return None
+            time.sleep(RETRY)
+
+    def _connect(self, path: str) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            if _peer_uid(sock) != os.getuid():
+                raise OSError(errno.EPERM, "coordinator socket of another user", path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return None
+        except OSError as exc:
+            sock.close()
+            self._disable(f"cannot use {path}: {exc}")
+            return None
+
+    def _host(self, path: str) -> None:
+        """Become the coordinator if no live process holds its lock."""
+        with _hosted_lock:
+            if path not in _hosted:
+                self._host_locked(path)
+
+    def _host_locked(self, path: str) -> None:
+        lock_path = path[:-len(".sock")] + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return  # another process hosts it, or is taking over right now
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # its last host removed it as we opened it: try again
+            os.close(fd)
+            return
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                os.unlink(path)  # its host died: we hold the lock it held
+            except FileNotFoundError:
+                pass
+            listener.bind(path)
+            os.chmod(path, 0o600)
+            listener.listen(64)
+            self._coordinator = _hosted[path] = Coordinator(path, listener, fd)
+        except OSError as exc:
+            listener.close()
+            os.close(fd)
+            self._disable(f"cannot host a coordinator at {path}: {exc}")
+
+    def _disable(self, why: str) -> None:
+        self.disabled = why
+        log.warning("mpsqlite: writers of other processes are not coordinated (%s); "
+                    "SQLite's locks alone order them", why)
+
+    def _read(self, sock: socket.socket) -> None:
+        buf = b""
+        try:
+            while True:
+                data = sock.recv(256)
+                if not data:
+                    break
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self._message(line.split())
+        except (OSError, ValueError, IndexError):  # ended, or not our coordinator's words
+            pass
+        self._lost(sock)
+
+    def _message(self, words: list[bytes]) -> None:
+        if not words:
+            return
+        kind = words[0]
+        if kind == b"G":
+            with self._mu:
+                request = self._pending
+                if request is None or request.seq != int(words[1]):
+                    return  # withdrawn already: our R gives it back
+                self._pending = None
+                self.held, self.wanted = True, False
+                self.handoffs += 1
+                request.outcome = "granted"
+                request.ready.release()
+        elif kind == b"P":
+            if self.held:
+                self.wanted = True
+                self._on_wanted()
+        elif kind == b"X":
+            with self._mu:
+                if not self.held or self._seq != int(words[1]):
+                    return
+                self.held = self.wanted = False
+            self._on_revoked()
+
+    def _lost(self, sock: socket.socket) -> None:
+        """The link ended (its coordinator's process died or stopped it): a waiting
+        request retries on a new one; a transaction under way goes on under SQLite's lock."""
+        with self._mu:
+            if self._sock is not sock:
+                return
+            self._sock = None
+            self.held = self.wanted = False
+            request, self._pending = self._pending, None
+            if request is not None:
+                request.outcome = "lost"
+                request.ready.release()
+        sock.close()
+
+
+def _after_fork_in_child() -> None:
+    global _hosted_lock
+    _hosted_lock = threading.Lock()
+    _hosted.clear()
+    for turn in list(_live):
+        turn.forget()
+
+
+def close_all() -> None:
+    """At exit: stop hosted coordinators so that their sockets are removed."""
+    for turn in list(_live):
+        turn.close()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
