@@ -30,32 +30,46 @@ REFERENCE_NAMES = {"full": "full", "quick": "latest"}
 
 
 def _scenarios() -> dict[str, Callable[[Context], Any]]:
-    from . import resources, scenarios_db, scenarios_orm, scenarios_web, scenarios_wrk, slowdisk
+    from . import (
+        resources,
+        scenarios_conn,
+        scenarios_db,
+        scenarios_gunicorn,
+        scenarios_orm,
+        scenarios_procs,
+        scenarios_web,
+        scenarios_wrk,
+        slowdisk,
+    )
 
     table: dict[str, Callable[[Context], Any]] = {
         name: (lambda ctx, n=name: scenarios_db.run_read(ctx, n))
         for name in scenarios_db.READ_SCENARIOS
     }
     table["write"] = scenarios_db.run_write
+    table["connect"] = scenarios_conn.run_connect
+    table["fresh"] = scenarios_conn.run_fresh
+    table["procs"] = scenarios_procs.run
     table["orm"] = scenarios_orm.run
     table["web"] = scenarios_web.run
     table["web-wrk"] = scenarios_wrk.run_ordinary
     table["web-mixed"] = scenarios_wrk.run_mixed
+    table["gunicorn"] = scenarios_gunicorn.run
     table["slowdisk"] = slowdisk.run
     table["resources"] = resources.run
     return table
 
 
 SCENARIO_NAMES = (
-    "point", "scan", "udf", "heavy", "write", "slowdisk", "orm", "web", "web-wrk", "web-mixed",
-    "resources",
+    "point", "scan", "udf", "heavy", "write", "connect", "fresh", "procs", "slowdisk", "orm",
+    "web", "web-wrk", "web-mixed", "gunicorn", "resources",
 )
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small data, short runs (< 2 min)")
+    size.add_argument("--quick", action="store_true", help="small data, short runs (a few minutes)")
     size.add_argument("--smoke", action="store_true", help="tiny run used by the test suite")
     p.add_argument("--only", help=f"comma list of scenarios ({','.join(SCENARIO_NAMES)})")
     p.add_argument("--sides", default="plain,mp", help="comma list: plain, mp (default both)")
@@ -70,6 +84,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", help="comma list of mpsqlite worker counts")
     p.add_argument("--threads", help="comma list of caller thread counts")
     p.add_argument("--fsync-delay-ms", type=float, help="slowdisk: sleep added to each fsync")
+    p.add_argument("--procs", type=_layout, metavar="PxT",
+                   help="procs: P writer processes of T threads each (default 4x8)")
+    p.add_argument("--procs-duration", type=float, help="procs: seconds per timed run")
     return p.parse_args(argv)
 
 
@@ -80,6 +97,17 @@ def output_paths(mode_name: str, out: Path | None, reference: bool) -> tuple[Pat
         return RESULTS_DIR / f"{stem}.json", RESULTS_DIR / f"{stem}.png"
     folder = out or OUT_DIR
     return folder / f"{mode_name}.json", folder / f"{mode_name}.png"
+
+
+def _layout(text: str) -> tuple[int, int]:
+    """``4x8`` -> (4, 8)."""
+    try:
+        procs, threads = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PxT such as 4x8, not {text!r}") from None
+    if procs < 1 or threads < 1:
+        raise argparse.ArgumentTypeError("processes and threads must be at least 1")
+    return procs, threads
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -93,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = modes.with_overrides(
         modes.get_mode(mode_name), reps=args.reps, duration=args.duration,
         workers=_ints(args.workers), threads=_ints(args.threads),
-        fsync_delay_ms=args.fsync_delay_ms,
+        fsync_delay_ms=args.fsync_delay_ms, procs_duration=args.procs_duration,
+        procs=args.procs[0] if args.procs else None,
+        procs_threads=args.procs[1] if args.procs else None,
     )
     if args.reference and mode_name not in REFERENCE_NAMES:
         print("--reference is for full or quick runs", file=sys.stderr)
@@ -159,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
              f"{payload['meta']['date'][:10]}")
     drew = report.write_png(png_path, results, title)
     print(report.table(results))
+    details = report.details_table(results)
+    if details:
+        print()
+        print(details)
     if "resources" in extra:
         print()
         print(report.resources_table(extra["resources"]))

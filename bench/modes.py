@@ -31,6 +31,15 @@ class Mode:
     wrk_threads: int = 2  # wrk threads per wrk process (at most its connections)
     wrk_paths: int = 5_000  # request paths drawn from the mix, replayed in order by wrk
     heavy_share: float = 0.1  # web-mixed: share of the connections that replay heavy pages
+    connect_threads: tuple[int, ...] = (1, 4)  # connect: caller threads
+    conn_duration: float = 1.0  # connect, fresh: seconds per timed run (fsync-bound: noisy)
+    procs: int = 4  # procs: writer processes
+    procs_threads: int = 8  # procs: writer threads per process
+    procs_duration: float = 2.0  # procs: seconds per timed run
+    procs_rows: int = 10_000  # procs: rows in the table before the run (point reads hit them)
+    gunicorn_processes: int = 2  # gunicorn: -w
+    gunicorn_threads: int = 8  # gunicorn: --threads (-k gthread)
+    write_share: float = 0.1  # gunicorn write mix: share of requests that POST a review
 
 
 def cores() -> int:
@@ -49,7 +58,7 @@ def get_mode(name: str) -> Mode:
             "full", rows=1_000_000, scan_rows=50_000, udf_rows=200_000, threads=(1, 4, 16),
             workers=tuple(range(1, n + 1)), reps=5, duration=2.0, warmup=0.5,
             orm_authors=10_000, orm_books=100_000, web_duration=8.0, web_books=20_000,
-            startup_reps=7, wrk_paths=20_000,
+            startup_reps=7, wrk_paths=20_000, procs_duration=5.0, conn_duration=3.0,
         )
     if name == "quick":
         return Mode(
@@ -61,7 +70,8 @@ def get_mode(name: str) -> Mode:
             "smoke", rows=3_000, scan_rows=1_000, udf_rows=1_000, threads=(1, 4),
             workers=(2,), reps=1, duration=0.1, warmup=0.0, orm_authors=50, orm_books=300,
             web_clients=4, web_duration=0.5, web_books=200, startup_reps=1, write_threads=4,
-            orm_threads=4, wrk_threads=1, wrk_paths=500,
+            orm_threads=4, wrk_threads=1, wrk_paths=500, procs=2, procs_threads=2,
+            procs_duration=0.3, procs_rows=200, conn_duration=0.1,
         )
     raise ValueError(f"unknown mode {name!r}")
 

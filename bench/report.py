@@ -41,6 +41,47 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def details_table(results: list[dict[str, Any]]) -> str:
+    """What the main table has no column for: procs' slowest attempt and fairness, fresh's
+    milliseconds per file and cost ratio, gunicorn's baselines; "" when none ran."""
+    lines: list[list[str]] = []
+    for r in results:
+        name = f"{r['scenario']} t={r['threads']}"
+        if r["scenario"] == "procs":
+            for side in ("plain", "mp"):
+                s = r.get(side)
+                if s:
+                    fair = "-" if s.get("fairness") is None else f"{s['fairness']:.2f}"
+                    if s.get("starved_threads"):
+                        fair += f" ({s['starved_threads']} threads starved)"
+                    lines.append([name, side, f"slowest {_ms(s.get('slowest_ms'))} ms, "
+                                  f"fairness {fair}, errors {s['errors']} "
+                                  f"{s['error_kinds'] or ''}".rstrip()])
+            if r.get("ratio_slowest") is not None:
+                lines.append([name, "mp/plain",
+                              f"slowest {r['ratio_slowest']:.2f}x "
+                              f"({r['ratio_slowest_min']:.2f}-{r['ratio_slowest_max']:.2f})"])
+        elif r["scenario"] == "fresh":
+            for side in ("plain", "mp"):
+                s = r.get(side)
+                if s:
+                    started = (r.get("processes_started") or {}).get(side, "-")
+                    lines.append([name, side, f"{_ms(s.get('ms_per_file'))} ms per file, "
+                                  f"{started} processes started"])
+            if r.get("cost_ratio") is not None:
+                lines.append([name, "mp/plain", f"cost {r['cost_ratio']:.2f}x "
+                              f"({r['cost_ratio_min']:.2f}-{r['cost_ratio_max']:.2f})"])
+        elif r.get("baseline"):
+            lines.append([name, "plain/mp", f"plain: {r['baseline']}; mp: {r.get('server', '')}"])
+    if not lines:
+        return ""
+    rows = [["row", "side", "details"], *lines]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    out = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
+    out.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+    return "\n".join(out)
+
+
 def resources_table(res: dict[str, Any]) -> str:
     """Resource figures (memory, start-up) as a short markdown table."""
     if not res:
@@ -66,8 +107,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 CAPTION = (
-    "t = caller threads (web: client connections; write, slowdisk: writer threads); "
-    "w = mpsqlite worker processes (plain sqlite3 has none).\n"
+    "t = caller threads (web, gunicorn: client connections; write, slowdisk, procs: writer "
+    "threads, procs over all processes);\nw = mpsqlite worker processes (under gunicorn: per "
+    "server process; none shown: mpsqlite's default).\n"
     "Bar: median over repetitions of the ratio mpsqlite/plain (each repetition runs both sides "
     "back to back); whisker: its min-max.\n"
     "Throughput and p99: each side's median over the repetitions."

@@ -1,4 +1,4 @@
-"""Resource figures: start-up times, worker memory (idle and under load), idle worker CPU.
+"""Resource figures: start-up times, first-worker latency, worker memory, idle worker CPU.
 
 Start-up is measured both for a bare DB-API connection (connect to the first answer) and for a
 SQLAlchemy engine (``create_engine`` to the first answer), each with a fresh pool.
@@ -9,7 +9,9 @@ next execution on. So the figures report how many workers ran after cheap point 
 (``workers_after_point_reads``: none is expected), then force workers: a heavy read is run once
 to be judged, then started on ``STARTUP_WORKERS`` connections at once, each keeping its
 unfinished result (and so its worker) until all have started. Worker memory and CPU are those
-workers'. Worker pids come from ``mpsqlite.pool_status()``; memory is ``VmRSS`` from
+workers'. The first-worker latency is ``execute`` to the first row of the first statement a
+fresh pool (no worker started) sends to a worker, which starts for it (:func:`_first_worker_ms`).
+Worker pids come from ``mpsqlite.pool_status()``; memory is ``VmRSS`` from
 ``/proc/<pid>/status`` and CPU is ``utime + stime`` from ``/proc/<pid>/stat`` (Linux only).
 """
 
@@ -56,6 +58,23 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int | None = None) -> set[int]:
+    """Pids of the live child processes of ``pid`` (default this process), from ``/proc``."""
+    parent = os.getpid() if pid is None else pid
+    out = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == parent:
+            out.add(int(entry.name))
+    return out
+
+
 def _startup_ms(side: str, path: Path, reps: int, in_transaction: bool) -> tuple[float, float]:
     """(first, median) milliseconds from connect to the first query's answer.
 
@@ -88,6 +107,59 @@ def _engine_startup_ms(side: str, path: Path) -> float:
     engine.dispose()
     sides.shutdown_mp()
     return elapsed
+
+
+def _offloaded() -> int:
+    import mpsqlite
+
+    return sum(p["offloaded_statements"] for p in mpsqlite.pool_status())
+
+
+def _first_worker_ms(path: Path, reps: int) -> dict[str, Any]:
+    """Execute to first row of the first statement a fresh pool sends to a worker.
+
+    Each repetition starts with no worker (``shutdown``), runs the heavy read until one
+    execution is offloaded (the first is judged in this process, the next goes to a worker,
+    which starts for it) and times that execution up to its first row, then a second
+    offloaded execution on the now warm worker."""
+    first: list[float] = []
+    warm: list[float] = []
+    n = FORCE_ROWS
+    for _ in range(reps):
+        sides.shutdown_mp()
+        conn = sides.connect(sides.MP, path, STARTUP_WORKERS)
+        try:
+            times: list[float] = []
+            for _attempt in range(4):
+                before = _offloaded()
+                t0 = time.perf_counter()
+                cur = conn.execute(_FORCE_SQL, (n,))
+                cur.fetchone()
+                elapsed = (time.perf_counter() - t0) * 1000
+                if len(cur.fetchall()) != n - 1:
+                    raise RuntimeError("a heavy read returned the wrong number of rows")
+                cur.close()
+                if _offloaded() > before:
+                    times.append(elapsed)
+                    if len(times) == 2:
+                        break
+            if times:
+                first.append(times[0])
+            if len(times) > 1:
+                warm.append(times[1])
+        finally:
+            conn.close()
+            sides.shutdown_mp()
+    out: dict[str, Any] = {"first_worker_reps": reps, "first_worker_offloaded_reps": len(first)}
+    if first:
+        out["first_worker_ms_median"] = statistics.median(first)
+        out["first_worker_ms_max"] = max(first)
+        out["first_worker_ms_each"] = [round(x, 2) for x in first]
+    else:
+        out["first_worker_note"] = "no execution went to a worker: nothing to time"
+    if warm:
+        out["warm_worker_ms_median"] = statistics.median(warm)
+    return out
 
 
 def _worker_pids() -> list[int]:
@@ -136,6 +208,8 @@ def run(ctx: Context) -> dict[str, Any]:
     out["bench_rss_mib"] = (rss_kb(os.getpid()) or 0) / 1024
     if sides.MP not in ctx.sides:
         return out
+    path = data.copy_for(src, ctx.work_dir, "resources_first_worker.db")
+    out.update(_first_worker_ms(path, m.startup_reps))
     path = data.copy_for(src, ctx.work_dir, "resources_load.db")
     threads = max(m.threads)
     conns = [sides.connect(sides.MP, path, STARTUP_WORKERS) for _ in range(threads)]

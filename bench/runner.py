@@ -84,10 +84,14 @@ class Arm:
     workers: int | None
     make_op: OpFactory
     run: Callable[[OpFactory, int, float], Sample] | None = None  # default: run_threads
+    #: Own label, for a scenario with two arms of one side (plain CherryPy, plain gunicorn).
+    name: str | None = None
 
     @property
     def label(self) -> str:
         """Short name used in progress lines and tables."""
+        if self.name:
+            return self.name
         return self.side if self.workers is None else f"{self.side} w={self.workers}"
 
 

@@ -57,7 +57,7 @@ def versions() -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
     }
-    for name in ("mpsqlite", "sqlalchemy", "cheroot", "cherrypy"):
+    for name in ("mpsqlite", "sqlalchemy", "cheroot", "cherrypy", "gunicorn"):
         try:
             mod = __import__(name)
             out[name] = str(getattr(mod, "__version__", "?"))

@@ -1,8 +1,9 @@
--- Replays request paths from a file; used by bench/scenarios_wrk.py.
+-- Replays requests from a file; used by bench/scenarios_wrk.py and bench/scenarios_gunicorn.py.
 --   wrk -s bench/wrk_replay.lua URL -- PATHS_FILE THREADS
--- PATHS_FILE holds one path per line (drawn from the example site's mix in Python). Each wrk
--- thread starts at its own offset in the list and walks it in order, wrapping around. done()
--- prints one line "BENCH_JSON {...}": counts, errors and latency percentiles in microseconds.
+-- PATHS_FILE holds one request per line (drawn from the example site's mixes in Python): a path
+-- for a GET, or "POST <path> <JSON body>" for a POST of application/json. Each wrk thread
+-- starts at its own offset in the list and walks it in order, wrapping around. done() prints
+-- one line "BENCH_JSON {...}": counts, errors and latency percentiles in microseconds.
 local next_id = 0
 
 function setup(thread)
@@ -11,18 +12,25 @@ function setup(thread)
 end
 
 function init(args)
-  paths = {}
+  requests = {}
+  local json = {["Content-Type"] = "application/json"}
   for line in io.lines(args[1]) do
-    if #line > 0 then paths[#paths + 1] = line end
+    if line:sub(1, 5) == "POST " then
+      local path, body = line:match("^POST (%S+) (.*)$")
+      assert(path, "bad POST line: " .. line)
+      requests[#requests + 1] = wrk.format("POST", path, json, body)
+    elseif #line > 0 then
+      requests[#requests + 1] = wrk.format("GET", line)
+    end
   end
-  assert(#paths > 0, "no paths in " .. args[1])
+  assert(#requests > 0, "no requests in " .. args[1])
   local threads = tonumber(args[2]) or 1
-  position = math.floor(id * #paths / threads)
+  position = math.floor(id * #requests / threads)
 end
 
 function request()
-  position = position % #paths + 1
-  return wrk.format("GET", paths[position])
+  position = position % #requests + 1
+  return requests[position]
 end
 
 function done(summary, latency, requests)

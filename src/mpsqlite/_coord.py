@@ -88,25 +88,38 @@ def _peer_uid(sock: socket.socket) -> int:
 
 
 class _Peer:
-    __slots__ = ("sock", "buf")
+    """A linked process: a socket, or (``local``) the hosting process's own Turn."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    __slots__ = ("sock", "buf", "local")
+
+    def __init__(self, sock: socket.socket | None, local: Turn | None = None) -> None:
         self.sock = sock
         self.buf = b""
+        self.local = local
 
 
 class Coordinator:
-    """Grants one file's writer turn to the processes linked to it, in request order."""
+    """Grants one file's writer turn to the processes linked to it, in request order.
 
-    def __init__(self, sock_path: str, listener: socket.socket, lock_fd: int) -> None:
+    Its thread serves the other processes; the hosting process's own Turn calls
+    :meth:`want` and :meth:`give_back` directly, and gets its answers (delivered outside
+    the state lock, in order) without a socket.
+    """
+
+    def __init__(self, sock_path: str, listener: socket.socket, lock_fd: int,
+                 local: Turn) -> None:
         self.sock_path = sock_path
+        self._lock = threading.Lock()  # the queue's state
+        self._deliver = threading.Lock()  # one thread at a time delivers to ``local``
+        self._local_out: deque[bytes] = deque()
+        self.local = _Peer(None, local)
         self._listener = listener
         self._lock_fd = lock_fd
         self._ino = os.stat(sock_path).st_ino
         self._wake_r, self._wake_w = socket.socketpair()
         self._sel = selectors.DefaultSelector()
         self._sel.register(listener, selectors.EVENT_READ, "accept")
-        self._sel.register(self._wake_r, selectors.EVENT_READ, "stop")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._peers: dict[socket.socket, _Peer] = {}
         self._queue: deque[tuple[_Peer, int, float | None]] = deque()
         self._holder: tuple[_Peer, int, float | None] | None = None
@@ -117,17 +130,57 @@ class Coordinator:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """End the coordinator: the linked processes see their link close."""
+    def stop(self, wait: bool = False) -> None:
+        """End the coordinator: the linked processes see their link close. Its thread
+        removes the socket; ``wait`` for that."""
         try:
             self._wake_w.send(b"x")
         except OSError:
             pass
-        if self._thread is not threading.current_thread():
+        if wait and self._thread is not threading.current_thread():
             self._thread.join(5)
+
+    def want(self, seq: int, limit: float | None) -> None:
+        """The hosting process asks for the turn."""
+        with self._lock:
+            self._want(self.local, seq, limit)
+            queued = self._holder is not None and self._holder[0] is not self.local
+        self._flush()
+        if queued:
+            try:
+                self._wake_w.send(b"t")
+            except OSError:
+                pass
+
+    def give_back(self, seq: int, flush: bool = True) -> None:
+        """The hosting process gives the turn back (or withdraws its request)."""
+        with self._lock:
+            self._give_back(self.local, seq)
+        if flush:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Deliver what was said to the hosting process's Turn, in order, outside the state
+        lock (its handlers take the gate's lock, whose holders call in here). A thread
+        that finds another delivering leaves its messages to that one."""
+        while self._local_out:
+            if not self._deliver.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    with self._lock:
+                        if not self._local_out:
+                            break
+                        message = self._local_out.popleft()
+                    turn = self.local.local
+                    if turn is not None:
+                        turn._message(message.split())
+            finally:
+                self._deliver.release()
 
     def forget(self) -> None:
         """In a forked child: close the parent's descriptors, say nothing on them."""
+        self.local.local = None
         for sock in [*self._peers, self._listener, self._wake_r, self._wake_w]:
             sock.close()
         self._peers.clear()
@@ -145,24 +198,35 @@ class Coordinator:
 
     def _serve_once(self) -> bool:
         timeout = None
-        if self._holder is not None and self._queue and self._asked is not None:
-            limit = self._holder[2]
-            if limit is not None:
-                timeout = max(self._asked + limit - time.monotonic(), 0.0)
+        with self._lock:
+            if self._holder is not None and self._queue and self._asked is not None:
+                limit = self._holder[2]
+                if limit is not None:
+                    timeout = max(self._asked + limit - time.monotonic(), 0.0)
         for key, _ in self._sel.select(timeout):
-            if key.data == "stop":
-                return False
+            if key.data == "wake":
+                if b"x" in self._wake_r.recv(64):
+                    return False
+                continue  # the hosting process queued: the revocation timer may start
             if key.data == "accept":
                 self._accept()
             else:
-                self._read(key.data)
-        self._revoke_overdue()
+                with self._lock:
+                    self._read(key.data)
+                self._flush()
+        with self._lock:
+            self._revoke_overdue()
+        self._flush()
         return True
 
     def _close(self) -> None:
-        for peer in list(self._peers.values()):
-            peer.sock.close()
-        self._peers.clear()
+        with self._lock:
+            peers = list(self._peers)
+            self._peers.clear()
+            self._queue.clear()
+            self._holder = None
+        for sock in peers:
+            sock.close()
         try:
             if os.stat(self.sock_path).st_ino == self._ino:
                 os.unlink(self.sock_path)
@@ -193,10 +257,12 @@ class Coordinator:
             return
         sock.setblocking(False)
         peer = _Peer(sock)
-        self._peers[sock] = peer
+        with self._lock:
+            self._peers[sock] = peer
         self._sel.register(sock, selectors.EVENT_READ, peer)
 
     def _read(self, peer: _Peer) -> None:
+        assert peer.sock is not None
         try:
             data = peer.sock.recv(4096)
         except BlockingIOError:
@@ -285,13 +351,16 @@ class Coordinator:
         self._grant_next()
 
     def _send(self, peer: _Peer, message: str) -> None:
+        if peer.sock is None:
+            self._local_out.append(message.encode())
+            return
         try:
             peer.sock.send(message.encode())
         except OSError:  # gone, or not reading at all: it loses its place
             self._drop(peer)
 
     def _drop(self, peer: _Peer) -> None:
-        if self._peers.pop(peer.sock, None) is None:
+        if peer.sock is None or self._peers.pop(peer.sock, None) is None:
             return
         try:
             self._sel.unregister(peer.sock)
@@ -345,7 +414,7 @@ class Turn:
 
     @property
     def linked(self) -> bool:
-        return self._sock is not None
+        return self._sock is not None or self._coordinator is not None
 
     def acquire(self, deadline: float, limit: float | None) -> bool:
         """Hold the turn by ``deadline`` (monotonic); False if it did not come in time.
@@ -353,18 +422,23 @@ class Turn:
         while True:
             if self.held:
                 return True
-            sock = self._sock or self._link(deadline)
-            if sock is None:
-                return self.disabled is not None or time.monotonic() < deadline
+            if self._sock is None and self._coordinator is None and not self._link(deadline):
+                return self.disabled is not None
             with self._mu:
+                coordinator, sock = self._coordinator, self._sock
+                if coordinator is None and sock is None:
+                    continue  # the link ended just now
                 self._seq += 1
-                request = self._pending = _Request(self._seq)
-            try:
-                sock.sendall(f"W {request.seq} {'-' if limit is None else repr(limit)}\n"
-                             .encode())
-            except OSError:
-                self._lost(sock)
-                continue
+                request = self._pending = _Request(self._seq)  # _lost() now sees it
+            if coordinator is not None:
+                coordinator.want(request.seq, limit)
+            elif sock is not None:
+                try:
+                    sock.sendall(f"W {request.seq} {'-' if limit is None else repr(limit)}\n"
+                                 .encode())
+                except OSError:
+                    self._lost(sock)
+                    continue
             request.ready.acquire(timeout=max(deadline - time.monotonic(), 0.0))
             with self._mu:
                 if request.outcome == "granted":
@@ -373,26 +447,31 @@ class Turn:
                     self._pending = None
             if request.outcome == "lost":
                 continue
-            try:
-                sock.sendall(f"R {request.seq}\n".encode())  # withdraw; a late grant is given back
-            except OSError:
-                pass
+            self._give_back(coordinator, sock, request.seq)  # withdrawn; a late grant too
             return False
 
     def release(self) -> None:
-        """Give the turn back to the coordinator, if we hold it."""
+        """Give the turn back to the coordinator, if we hold it (called holding the
+        gate's lock: answers for this process are left to the coordinator's thread)."""
         with self._mu:
             if not self.held:
                 return
             self.held = self.wanted = False
-            sock, seq = self._sock, self._seq
-        if sock is not None:
+            coordinator, sock, seq = self._coordinator, self._sock, self._seq
+        self._give_back(coordinator, sock, seq, flush=False)
+
+    @staticmethod
+    def _give_back(coordinator: Coordinator | None, sock: socket.socket | None, seq: int,
+                   flush: bool = True) -> None:
+        if coordinator is not None:
+            coordinator.give_back(seq, flush)
+        elif sock is not None:
             try:
                 sock.sendall(f"R {seq}\n".encode())
             except OSError:
-                pass
+                pass  # the link ended: the coordinator forgets us with it
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
         """Leave the queue; a coordinator hosted here stops (another process takes over)."""
         with self._mu:
             sock, self._sock = self._sock, None
@@ -405,7 +484,7 @@ class Turn:
                 pass
             sock.close()
         if coordinator is not None:
-            coordinator.stop()
+            coordinator.stop(wait)
 
     def forget(self) -> None:
         """In a forked child: never use the parent's link, turn or coordinator."""
@@ -419,34 +498,33 @@ class Turn:
 
     # -- the link --------------------------------------------------------------
 
-    def _link(self, deadline: float) -> socket.socket | None:
-        """Reach the coordinator, hosting it if nobody does; None if coordination is off
+    def _link(self, deadline: float) -> bool:
+        """Reach the coordinator, hosting it if nobody does; False if coordination is off
         here or nobody could be reached by ``deadline``."""
         if self.disabled is not None:
-            return None
+            return False
         try:
             directory = runtime_dir()
             _private_dir(directory)
         except OSError as exc:
             self._disable(f"runtime directory unusable: {exc}")
-            return None
+            return False
         path = os.path.join(directory, self.name + ".sock")
         if len(os.fsencode(path)) > _SUN_PATH_MAX:
             self._disable(f"socket path too long: {path}")
-            return None
+            return False
         while True:
             sock = self._connect(path)
-            if sock is None:
-                self._host(path)
-                sock = self._connect(path)
             if sock is not None:
                 with self._mu:
                     self._sock = sock
                 threading.Thread(target=self._read, args=(sock,), daemon=True,
                                  name="mpsqlite-turn").start()
-                return sock
+                return True
+            if self._host(path):
+                return True
             if self.disabled is not None or time.monotonic() >= deadline:
-                return None
+                return False
             time.sleep(RETRY)
 
     def _connect(self, path: str) -> socket.socket | None:
@@ -464,11 +542,12 @@ class Turn:
             self._disable(f"cannot use {path}: {exc}")
             return None
 
-    def _host(self, path: str) -> None:
+    def _host(self, path: str) -> bool:
         """Become the coordinator if no live process holds its lock."""
         with _hosted_lock:
             if path not in _hosted:
                 self._host_locked(path)
+        return self._coordinator is not None
 
     def _host_locked(self, path: str) -> None:
         lock_path = path[:-len(".sock")] + ".lock"
@@ -494,7 +573,7 @@ class Turn:
             listener.bind(path)
             os.chmod(path, 0o600)
             listener.listen(64)
-            self._coordinator = _hosted[path] = Coordinator(path, listener, fd)
+            self._coordinator = _hosted[path] = Coordinator(path, listener, fd, self)
         except OSError as exc:
             listener.close()
             os.close(fd)
@@ -571,7 +650,7 @@ def _after_fork_in_child() -> None:
 def close_all() -> None:
     """At exit: stop hosted coordinators so that their sockets are removed."""
     for turn in list(_live):
-        turn.close()
+        turn.close(wait=True)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

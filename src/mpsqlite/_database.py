@@ -91,11 +91,12 @@ class Database:
         turn = self.gate.turn
         return turn is not None and turn.linked
 
-    def stop(self) -> None:
-        """Stop the workers and leave the cross-process writer queue."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop the workers and leave the cross-process writer queue (``wait``: until a
+        coordinator hosted here has removed its socket)."""
         self.stop_workers()
         if self.gate.turn is not None:
-            self.gate.turn.close()
+            self.gate.turn.close(wait)
 
     def stop_workers(self) -> None:
         with self._lock:
@@ -120,11 +121,12 @@ class Database:
             "commits": sync.commits if sync is not None else 0,
             "fsyncs": sync.fsyncs if sync is not None else 0,
             "worker_restarts": self.restarts_before + (pool.restarts if pool is not None else 0),
+            "writer_turns": turn.handoffs if (turn := self.gate.turn) is not None else 0,
         }
 
     def gauges(self) -> dict[str, int]:
         """What this database is doing now: queues, the gate, workers alive and busy."""
-        pool = self._pool
+        pool, turn = self._pool, self.gate.turn
         workers = pool.status() if pool is not None and not pool.closed else []
         return {
             "writer_queue": self.gate.waiting,
@@ -133,6 +135,7 @@ class Database:
             "workers_busy": sum(1 for x in workers if x["state"] == "busy"),
             "workers_max": self.size,
             "reads_waiting": pool.waiting if pool is not None else 0,
+            "writer_turn_held": int(turn is not None and turn.held),
         }
 
     def status(self) -> dict[str, Any]:
@@ -240,7 +243,7 @@ class _Registry:
                 self._reaper.start()
             self._wake.notify()
         for old in excess:
-            old.stop()  # outside the lock: a coordinator hosted here is joined
+            old.stop(wait=False)  # outside the lock
 
     def _reap(self) -> None:
         with self.lock:

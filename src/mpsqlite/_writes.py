@@ -120,11 +120,12 @@ class GatedWrites(Replayed):
         """The gate timed out: sqlite3 decides at once, as it would have after its own
         wait (its error for bad input; ``database is locked`` with SQLite's code, the
         implicit BEGIN left open). Should SQLite's lock be free after all, it runs."""
+        busy = _exec(self, "PRAGMA busy_timeout").fetchone()[0]  # the user's PRAGMA, if any
         _exec(self, "PRAGMA busy_timeout=0")
         try:
             result = run(cursor, sql, params)
         finally:
-            _exec(self, f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            _exec(self, f"PRAGMA busy_timeout={int(busy)}")
         if k is Kind.JOURNAL_MODE:
             self._journal_changed()
         elif k is Kind.WRITE:

@@ -20,6 +20,9 @@ Every series has the label ``database``, the file's path as it was opened:
 ``mpsqlite_fsyncs_total``              counter    fsyncs of the WAL that made them durable
                                                   (commits per fsync: the ratio of their rates)
 ``mpsqlite_worker_restarts_total``     counter    worker processes replaced after they ended
+``mpsqlite_writer_turns_total``        counter    turns of the writer queue shared by the host's
+                                                  processes that this process was granted
+``mpsqlite_writer_turn_held``          gauge      1 while this process holds that turn
 ``mpsqlite_workers_alive``             gauge      worker processes running
 ``mpsqlite_workers_busy``              gauge      of those, serving a read now
 ``mpsqlite_workers_max``               gauge      the pool's size
@@ -70,9 +73,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LABEL = "database"
 _COUNTERS = ("caller_reads", "caller_writes", "worker_reads", "writer_grants",
              "writer_wait_seconds", "writer_waits", "writer_timeouts", "commits", "fsyncs",
-             "worker_restarts")
+             "worker_restarts", "writer_turns")
 _GAUGES = ("writer_queue", "writer_busy", "workers_alive", "workers_busy", "workers_max",
-           "reads_waiting")
+           "reads_waiting", "writer_turn_held")
 _STATEMENTS = (("caller", "read", "caller_reads"), ("caller", "write", "caller_writes"),
                ("workers", "read", "worker_reads"))
 #: (metric name, snapshot key, help) of the plain counters and gauges.
@@ -83,6 +86,8 @@ _COUNTER_DOCS = (
     ("mpsqlite_fsyncs", "fsyncs", "fsyncs of the WAL done by group commit."),
     ("mpsqlite_worker_restarts", "worker_restarts",
      "Worker processes replaced after they ended."),
+    ("mpsqlite_writer_turns", "writer_turns",
+     "Turns of the writer queue shared with other processes granted to this process."),
 )
 _GAUGE_DOCS = (
     ("mpsqlite_writer_queue_length", "writer_queue", "Writers waiting at the writer gate."),
@@ -91,6 +96,8 @@ _GAUGE_DOCS = (
     ("mpsqlite_workers_busy", "workers_busy", "Worker processes serving a read now."),
     ("mpsqlite_workers_max", "workers_max", "Worker processes the pool may run."),
     ("mpsqlite_reads_waiting", "reads_waiting", "Reads waiting for a worker."),
+    ("mpsqlite_writer_turn_held", "writer_turn_held",
+     "1 while this process holds the file's turn in the writer queue of all processes."),
 )
 _STATEMENTS_DOC = "Statements run, by where they ran (caller or workers) and kind."
 _WAIT_DOC = "Seconds each write transaction waited for the writer gate."

@@ -15,7 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # ``bench`` lives at the repository root, not in src/
     sys.path.insert(0, str(ROOT))
 
-from bench import data, modes, report, scenarios_wrk  # noqa: E402
+from bench import (  # noqa: E402
+    data,
+    modes,
+    report,
+    scenarios_conn,
+    scenarios_gunicorn,
+    scenarios_procs,
+    scenarios_wrk,
+)
 from bench.runner import (  # noqa: E402
     Arm,
     Sample,
@@ -184,3 +192,67 @@ def test_wrk_paths_are_the_same_for_the_same_seed(tmp_path: Path) -> None:
 
 def test_full_mode_repeats_every_scenario_at_least_five_times() -> None:
     assert modes.get_mode("full").reps >= 5
+
+
+def test_procs_fairness_is_worst_thread_against_the_median() -> None:
+    assert scenarios_procs.fairness([10, 10, 10]) == (1.0, 0)
+    assert scenarios_procs.fairness([40, 20, 20, 5]) == (4.0, 0)  # median 20, worst 5
+    assert scenarios_procs.fairness([30, 20, 0]) == (None, 1)  # a starved thread: undefined
+    assert scenarios_procs.fairness([]) == (None, 0)
+
+
+def test_procs_figures_pair_the_slowest_attempts() -> None:
+    def s(commits: list[int], slowest_ms: float) -> scenarios_procs.ProcsSample:
+        return scenarios_procs.ProcsSample(sum(commits), 1.0, 0, [1_000_000, int(slowest_ms * 1e6)],
+                                           thread_commits=commits)
+
+    arms = [Arm("plain", None, lambda i: None), Arm("mp", None, lambda i: None)]
+    samples = {"plain": [s([10, 10], 100.0), s([10, 2], 400.0), s([10, 10], 50.0)],
+               "mp": [s([20, 20], 10.0), s([20, 20], 20.0), s([20, 20], 10.0)]}
+    (row,) = result_rows("procs", 2, arms, samples)
+    scenarios_procs.add_procs_figures(row, arms, samples)
+    assert row["plain"]["slowest_ms"] == 400.0 and row["mp"]["slowest_ms"] == 20.0
+    assert row["plain"]["fairness_each"] == [1.0, 3.0, 1.0]  # median of (10, 2) is 6
+    assert row["plain"]["fairness_worst"] == 3.0 and row["mp"]["fairness"] == 1.0
+    assert row["ratio_slowest"] == 0.1  # 10/100, 20/400, 10/50
+    assert (row["ratio_slowest_min"], row["ratio_slowest_max"]) == (0.05, 0.2)
+    assert "slowest 0.10x (0.05-0.20)" in report.details_table([row])
+
+
+def test_fresh_cost_ratio_is_the_inverse_of_the_throughput_ratio() -> None:
+    plain = summarize([Sample(200, 1.0, 0)])
+    mp = summarize([Sample(100, 1.0, 0)])
+    row = {"scenario": "fresh", "threads": 1, "plain": plain, "mp": mp, "ratio": 0.5,
+           "ratio_min": 0.4, "ratio_max": 0.8, "processes_started": {"plain": 0, "mp": 0}}
+    scenarios_conn._add_costs(row)
+    assert (plain["ms_per_file"], mp["ms_per_file"]) == (5.0, 10.0)
+    assert (row["cost_ratio"], row["cost_ratio_min"], row["cost_ratio_max"]) == (2.0, 1.25, 2.5)
+    assert "cost 2.00x (1.25-2.50)" in report.details_table([row])
+
+
+def test_write_mix_lines_post_json_reviews(tmp_path: Path) -> None:
+    import json
+
+    path, share = scenarios_gunicorn.write_request_lines(200, 2000, 3, 0.1, tmp_path / "w")
+    lines = path.read_text().splitlines()
+    posts = [x for x in lines if x.startswith("POST ")]
+    assert len(lines) == 2000 and share == len(posts) / 2000 and 0.05 < share < 0.15
+    for line in posts:
+        _, target, body = line.split(" ", 2)
+        assert target.startswith("/api/books/") and target.endswith("/reviews")
+        assert set(json.loads(body)) == {"reviewer", "rating", "body"}
+    assert all(x.startswith("/") and " " not in x for x in lines if x not in posts)
+    again, _ = scenarios_gunicorn.write_request_lines(200, 2000, 3, 0.1, tmp_path / "v")
+    assert again.read_text() == path.read_text()  # same seed, same requests
+
+
+def test_arm_label_and_procs_layout_option() -> None:
+    assert Arm("plain", None, lambda i: None, name="plain gunicorn").label == "plain gunicorn"
+    assert Arm("mp", 2, lambda i: None).label == "mp w=2"
+    bench_main = importlib.import_module("bench.__main__")
+    args = bench_main._parse(["--procs", "3x5"])
+    assert args.procs == (3, 5)
+    mode = modes.with_overrides(modes.get_mode("quick"), procs=args.procs[0],
+                                procs_threads=args.procs[1])
+    assert (mode.procs, mode.procs_threads) == (3, 5)
+    assert modes.get_mode("full").procs * modes.get_mode("full").procs_threads == 32

@@ -10,6 +10,7 @@ what this machine has, so the test is the same everywhere. It asserts no timings
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ COMPARED = ("point", "scan", "udf", "heavy", "write", "slowdisk", "orm", "web", 
 REPORT = ROOT / "bench" / "out" / "smoke.json"
 HAS_WRK = shutil.which("wrk") is not None
 HAS_GCC = (shutil.which("gcc") or shutil.which("cc")) is not None
+HAS_GUNICORN = importlib.util.find_spec("gunicorn") is not None
 
 
 def _git_status() -> set[str] | None:
@@ -164,3 +166,56 @@ def test_resources_reported(smoke_run: dict[str, Any]) -> None:
     assert res["worker_rss_idle_mib_each"] > 0
     assert res["worker_rss_scan_load_mib_total_peak"] > 0
     assert res["worker_idle_cpu_percent"] >= 0
+
+
+@pytest.mark.parametrize("scenario", ("connect", "fresh", "procs"))
+def test_default_arm_scenarios_have_numbers_for_both_sides(smoke_run: dict[str, Any],
+                                                           scenario: str) -> None:
+    rows = _rows(smoke_run, scenario)
+    assert rows, f"{scenario} produced no result rows"
+    for row in rows:
+        assert row["workers"] is None  # mpsqlite with its defaults
+        for side in ("plain", "mp"):
+            assert row[side]["ops"] > 0, f"{scenario} {side}: no operation completed"
+        assert row["mp"]["errors"] == 0, row["mp"]["error_kinds"]
+        assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+    if scenario == "connect":
+        assert [r["threads"] for r in rows] == [1, 4]
+        assert rows[0]["lost_commits"] == 0
+    if scenario == "fresh":
+        (row,) = rows
+        assert row["plain"]["ms_per_file"] > 0 and row["mp"]["ms_per_file"] > 0
+        assert row["cost_ratio"] > 0 and set(row["processes_started"]) == {"plain", "mp"}
+    if scenario == "procs":
+        (row,) = rows
+        assert row["threads"] == row["processes"] * row["threads_per_process"]
+        assert row["lost_commits"] == {"plain": 0, "mp": 0}
+        assert row["settings"]["plain"] == {"synchronous": 2, "journal_mode": "wal"}
+        for side in ("plain", "mp"):
+            assert row[side]["slowest_ms"] >= row[side]["p99_ms"]
+            assert len(row[side]["fairness_each"]) == len(row[side]["throughputs"])
+        assert row["ratio_slowest"] > 0
+
+
+def test_gunicorn_rows_compare_with_both_baselines(smoke_run: dict[str, Any]) -> None:
+    skipped = smoke_run["report"]["skipped"]
+    if not (HAS_WRK and HAS_GUNICORN):
+        assert "gunicorn" in skipped and "install" in skipped["gunicorn"], skipped
+        return
+    assert "gunicorn" not in skipped, skipped["gunicorn"]
+    rows = {r["scenario"]: r for r in smoke_run["report"]["results"]
+            if r["scenario"].startswith("gunicorn")}
+    assert set(rows) == {"gunicorn", "gunicorn/vs-cherrypy", "gunicorn-write",
+                         "gunicorn-write/vs-cherrypy"}
+    for name, row in rows.items():
+        _check_compared(row)
+        assert row["baseline"] == ("plain cherrypy" if "cherrypy" in name else "plain gunicorn")
+    # the mp arm is one and the same in both comparisons
+    assert rows["gunicorn"]["mp"] == rows["gunicorn/vs-cherrypy"]["mp"]
+    assert 0 < rows["gunicorn-write"]["post_share"] < 0.5
+
+
+def test_first_worker_latency_reported(smoke_run: dict[str, Any]) -> None:
+    res = smoke_run["report"]["resources"]
+    assert res["first_worker_offloaded_reps"] == res["first_worker_reps"] >= 1
+    assert res["first_worker_ms_median"] > 0

@@ -117,6 +117,16 @@ def test_the_gate_is_held_for_the_whole_transaction(conn, mp_connect):
     other.commit()
 
 
+def test_a_gate_timeout_keeps_the_connections_own_busy_timeout(conn, mp_connect):
+    other = mp_connect(timeout=0.2)
+    other.execute("pragma busy_timeout=1234")  # the application's own, after connect
+    conn.execute("insert into t values (2)")
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        other.execute("insert into t values (4)")  # the gate timed out; SQLite said busy
+    assert other.execute("pragma busy_timeout").fetchone() == (1234,)
+    conn.commit()
+
+
 def test_autocommit_statements_release_the_gate_after_each(mp_connect):
     conn = mp_connect(isolation_level=None)
     other = mp_connect(timeout=0.2)
