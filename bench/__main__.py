@@ -87,6 +87,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--procs", type=_layout, metavar="PxT",
                    help="procs: P writer processes of T threads each (default 4x8)")
     p.add_argument("--procs-duration", type=float, help="procs: seconds per timed run")
+    p.add_argument("--gunicorn", type=_layout, metavar="PxT",
+                   help="gunicorn: P processes of T threads each (default 2x8)")
+    p.add_argument("--web-duration", type=float,
+                   help="web, web-wrk, web-mixed, gunicorn: seconds per timed run")
     return p.parse_args(argv)
 
 
@@ -124,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         fsync_delay_ms=args.fsync_delay_ms, procs_duration=args.procs_duration,
         procs=args.procs[0] if args.procs else None,
         procs_threads=args.procs[1] if args.procs else None,
+        gunicorn_processes=args.gunicorn[0] if args.gunicorn else None,
+        gunicorn_threads=args.gunicorn[1] if args.gunicorn else None,
+        web_duration=args.web_duration,
     )
     if args.reference and mode_name not in REFERENCE_NAMES:
         print("--reference is for full or quick runs", file=sys.stderr)

@@ -3,9 +3,9 @@
 Each process keeps its own FIFO gate (:mod:`mpsqlite._gate`); the thread that takes it
 also needs its process to hold the file's turn. A coordinator grants the turn, first come
 first served. The first process that needs it hosts it in a thread, on a Unix socket in a
-private runtime directory, named by the file's device and inode. A process keeps the turn
-until another asks for it, then lets the writers it already has queued finish and passes
-it on, so one hand-off serves a busy process's whole queue.
+private runtime directory, named by the file's device and inode. A process gives the turn
+back when none of its own writers is queued; asked for it while some are, it lets those
+go first, so one hand-off serves a busy process's queue.
 
 The socket is 0600 in a directory of mode 0700, and both ends check the peer's uid
 (``SO_PEERCRED``). Messages are short ASCII lines, never pickles. The host holds a POSIX
@@ -13,10 +13,16 @@ lock on ``<name>.lock``: when its process dies the kernel drops the lock, the ot
 processes' links end, and the first of them that needs the turn takes over. SQLite's own
 locks remain the final guard; the turn only orders mpsqlite's writers.
 
+A process that writes alone never talks to it: it queues for the turn only from its first
+sign of another process's writers (a write that waited in SQLite's busy handler, a request
+that waited) until ``ENGAGE_SECONDS`` pass without one. Until then SQLite's locks alone
+order it against the others, as they would without mpsqlite.
+
 Wire: ``W <seq> <limit>`` asks for the turn (``limit``: the asker's ``max_write_seconds``,
 ``-`` for none); ``R <seq>`` gives it back or withdraws the request. The coordinator sends
-``G <seq>`` (granted), ``P`` (another process waits: pass it on) and ``X <seq>`` (taken
-back: the holder was asked for longer than its limit).
+``G <seq> <waited>`` (granted; ``waited`` 1 if others went first), ``P`` (another process
+waits: pass it on) and ``X <seq>`` (taken back: the holder was asked for longer than its
+limit).
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ from typing import Any
 
 log = logging.getLogger("mpsqlite.coordinator")
 
+#: A process queues for the turn from its first sign of other processes' writers (a
+#: write that waited in SQLite's busy handler, a request that waited, a request for the
+#: turn it holds) until this many seconds pass without one: alone, it pays nothing.
+ENGAGE_SECONDS = 10.0
+#: A transaction's first write that took longer than this probably waited for SQLite's
+#: lock (its busy handler sleeps 1 ms, then 2, 5, ...).
+BUSY_HINT = 0.001
 #: Seconds a process whose coordinator vanished waits between tries to reach or host the
 #: next one (another process may be taking over at that moment).
 RETRY = 0.002
@@ -98,12 +111,99 @@ class _Peer:
         self.local = local
 
 
+class _Service:
+    """The one thread that serves every coordinator this process hosts (started on the
+    first), so that hosting one more file costs a socket and no thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sel: selectors.BaseSelector | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._hosted: set[Coordinator] = set()
+
+    def add(self, coordinator: Coordinator, listener: socket.socket) -> None:
+        with self._lock:
+            if self._sel is None:
+                self._sel = selectors.DefaultSelector()
+                self._wake_r, self._wake_w = socket.socketpair()
+                self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+                threading.Thread(target=self._run, args=(self._sel, self._wake_r),
+                                 name="mpsqlite-coordinator", daemon=True).start()
+            self._hosted.add(coordinator)
+            self._sel.register(listener, selectors.EVENT_READ, (coordinator, None))
+
+    def watch(self, coordinator: Coordinator, sock: socket.socket, peer: _Peer) -> None:
+        if self._sel is not None:
+            self._sel.register(sock, selectors.EVENT_READ, (coordinator, peer))
+
+    def unwatch(self, sock: socket.socket) -> None:
+        try:
+            if self._sel is not None:
+                self._sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def remove(self, coordinator: Coordinator) -> None:
+        with self._lock:
+            self._hosted.discard(coordinator)
+
+    def wake(self) -> None:
+        """Recompute the revocation timers (a local request may have started one)."""
+        try:
+            if self._wake_w is not None:
+                self._wake_w.send(b"t")
+        except OSError:
+            pass
+
+    def forget(self) -> None:
+        """In a forked child: the thread is gone; close what it used, say nothing."""
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        if self._sel is not None:
+            self._sel.close()
+        self.__init__()  # type: ignore[misc]
+
+    def _run(self, sel: selectors.BaseSelector, wake: socket.socket) -> None:
+        while True:
+            with self._lock:
+                hosted = list(self._hosted)
+            deadlines = [d for c in hosted if (d := c.deadline()) is not None]
+            timeout = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
+            try:
+                events = sel.select(timeout)
+            except (OSError, ValueError):
+                return  # closed by forget() in a child, or by the interpreter at exit
+            for key, _ in events:
+                if key.data is None:
+                    try:
+                        wake.recv(64)
+                    except OSError:
+                        return
+                    continue
+                coordinator, peer = key.data
+                try:
+                    if peer is None:
+                        coordinator._accept()
+                    else:
+                        coordinator._serve(peer)
+                except Exception:  # never expected: that coordinator stops, others go on
+                    log.exception("mpsqlite coordinator for %s failed", coordinator.sock_path)
+                    coordinator.stop()
+            for coordinator in hosted:
+                coordinator._tick()
+
+
+_service = _Service()
+
+
 class Coordinator:
     """Grants one file's writer turn to the processes linked to it, in request order.
 
-    Its thread serves the other processes; the hosting process's own Turn calls
-    :meth:`want` and :meth:`give_back` directly, and gets its answers (delivered outside
-    the state lock, in order) without a socket.
+    The process's coordinator thread (:class:`_Service`) serves the other processes; the
+    hosting process's own Turn calls :meth:`want` and :meth:`give_back` directly and gets
+    its answers (delivered outside the state lock, in order) without a socket.
     """
 
     def __init__(self, sock_path: str, listener: socket.socket, lock_fd: int,
@@ -116,29 +216,43 @@ class Coordinator:
         self._listener = listener
         self._lock_fd = lock_fd
         self._ino = os.stat(sock_path).st_ino
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(listener, selectors.EVENT_READ, "accept")
-        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._peers: dict[socket.socket, _Peer] = {}
         self._queue: deque[tuple[_Peer, int, float | None]] = deque()
         self._holder: tuple[_Peer, int, float | None] | None = None
         self._asked: float | None = None  # when the holder was asked to pass the turn on
+        self._stopped = False
         self.grants = 0
         self.revoked = 0
-        self._thread = threading.Thread(target=self._run, name="mpsqlite-coordinator",
-                                        daemon=True)
-        self._thread.start()
+        listener.setblocking(False)
+        _service.add(self, listener)
 
     def stop(self, wait: bool = False) -> None:
-        """End the coordinator: the linked processes see their link close. Its thread
-        removes the socket; ``wait`` for that."""
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        if wait and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        """End the coordinator at once: the linked processes see their link close, the
+        socket and lock file are removed. (``wait``: kept for callers; it is always so.)"""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            peers = list(self._peers)
+            self._peers.clear()
+            self._queue.clear()
+            self._holder = None
+        _service.remove(self)
+        for sock in [*peers, self._listener]:
+            _service.unwatch(sock)
+            sock.close()
+        with _hosted_lock:
+            try:
+                if os.stat(self.sock_path).st_ino == self._ino:
+                    os.unlink(self.sock_path)
+                # Removed while locked: whoever opened it meanwhile sees a stale inode and
+                # tries again.
+                os.unlink(self.sock_path[:-len(".sock")] + ".lock")
+            except OSError:
+                pass
+            os.close(self._lock_fd)
+            if _hosted.get(self.sock_path) is self:
+                del _hosted[self.sock_path]
 
     def want(self, seq: int, limit: float | None) -> None:
         """The hosting process asks for the turn."""
@@ -147,10 +261,7 @@ class Coordinator:
             queued = self._holder is not None and self._holder[0] is not self.local
         self._flush()
         if queued:
-            try:
-                self._wake_w.send(b"t")
-            except OSError:
-                pass
+            _service.wake()
 
     def give_back(self, seq: int, flush: bool = True) -> None:
         """The hosting process gives the turn back (or withdraws its request)."""
@@ -158,6 +269,14 @@ class Coordinator:
             self._give_back(self.local, seq)
         if flush:
             self._flush()
+
+    def deadline(self) -> float | None:
+        """When the holder's time to answer runs out, if someone waits for it."""
+        with self._lock:
+            holder = self._holder
+            if holder is None or not self._queue or self._asked is None or holder[2] is None:
+                return None
+            return self._asked + holder[2]
 
     def _flush(self) -> None:
         """Deliver what was said to the hosting process's Turn, in order, outside the state
@@ -181,67 +300,20 @@ class Coordinator:
     def forget(self) -> None:
         """In a forked child: close the parent's descriptors, say nothing on them."""
         self.local.local = None
-        for sock in [*self._peers, self._listener, self._wake_r, self._wake_w]:
+        for sock in [*self._peers, self._listener]:
             sock.close()
         self._peers.clear()
-        self._sel.close()
         os.close(self._lock_fd)
 
-    def _run(self) -> None:
-        try:
-            while self._serve_once():
-                pass
-        except Exception:  # never expected; the links close and another process takes over
-            log.exception("mpsqlite coordinator for %s failed", self.sock_path)
-        finally:
-            self._close()
-
-    def _serve_once(self) -> bool:
-        timeout = None
+    def _serve(self, peer: _Peer) -> None:
         with self._lock:
-            if self._holder is not None and self._queue and self._asked is not None:
-                limit = self._holder[2]
-                if limit is not None:
-                    timeout = max(self._asked + limit - time.monotonic(), 0.0)
-        for key, _ in self._sel.select(timeout):
-            if key.data == "wake":
-                if b"x" in self._wake_r.recv(64):
-                    return False
-                continue  # the hosting process queued: the revocation timer may start
-            if key.data == "accept":
-                self._accept()
-            else:
-                with self._lock:
-                    self._read(key.data)
-                self._flush()
+            self._read(peer)
+        self._flush()
+
+    def _tick(self) -> None:
         with self._lock:
             self._revoke_overdue()
         self._flush()
-        return True
-
-    def _close(self) -> None:
-        with self._lock:
-            peers = list(self._peers)
-            self._peers.clear()
-            self._queue.clear()
-            self._holder = None
-        for sock in peers:
-            sock.close()
-        try:
-            if os.stat(self.sock_path).st_ino == self._ino:
-                os.unlink(self.sock_path)
-            # Removed while locked: whoever opened it meanwhile sees a stale inode and retries.
-            os.unlink(self.sock_path[:-len(".sock")] + ".lock")
-        except OSError:
-            pass
-        self._sel.close()
-        self._listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        with _hosted_lock:
-            os.close(self._lock_fd)
-            if _hosted.get(self.sock_path) is self:
-                del _hosted[self.sock_path]
 
     def _accept(self) -> None:
         try:
@@ -258,8 +330,11 @@ class Coordinator:
         sock.setblocking(False)
         peer = _Peer(sock)
         with self._lock:
+            if self._stopped:
+                sock.close()
+                return
             self._peers[sock] = peer
-        self._sel.register(sock, selectors.EVENT_READ, peer)
+        _service.watch(self, sock, peer)
 
     def _read(self, peer: _Peer) -> None:
         assert peer.sock is not None
@@ -299,14 +374,14 @@ class Coordinator:
     def _want(self, peer: _Peer, seq: int, limit: float | None) -> None:
         if self._holder is not None and self._holder[0] is peer:
             self._holder = (peer, seq, limit)
-            self._send(peer, f"G {seq}\n")
+            self._send(peer, f"G {seq} 0\n")
             return
         for i, (p, _, _) in enumerate(self._queue):
             if p is peer:
                 self._queue[i] = (peer, seq, limit)
                 return
         if self._holder is None:
-            self._grant((peer, seq, limit))
+            self._grant((peer, seq, limit), waited=0)
             return
         self._queue.append((peer, seq, limit))
         if self._asked is None:
@@ -323,10 +398,10 @@ class Coordinator:
                 self._queue.remove(entry)
                 return
 
-    def _grant(self, entry: tuple[_Peer, int, float | None]) -> None:
+    def _grant(self, entry: tuple[_Peer, int, float | None], waited: int = 1) -> None:
         self._holder, self._asked = entry, None
         self.grants += 1
-        self._send(entry[0], f"G {entry[1]}\n")
+        self._send(entry[0], f"G {entry[1]} {waited}\n")
         if self._queue and self._holder is entry:
             self._asked = time.monotonic()
             self._send(entry[0], "P\n")
@@ -362,10 +437,7 @@ class Coordinator:
     def _drop(self, peer: _Peer) -> None:
         if peer.sock is None or self._peers.pop(peer.sock, None) is None:
             return
-        try:
-            self._sel.unregister(peer.sock)
-        except (KeyError, ValueError):
-            pass
+        _service.unwatch(peer.sock)
         peer.sock.close()
         self._queue = deque(e for e in self._queue if e[0] is not peer)
         if self._holder is not None and self._holder[0] is peer:
@@ -405,8 +477,19 @@ class Turn:
         self.held = False
         self.wanted = False  # another process asked for the turn we hold
         self.disabled: str | None = None if _PEERCRED is not None else "no SO_PEERCRED here"
-        self.handoffs = 0  # grants received after waiting for another process
+        self.handoffs = 0  # grants received from the coordinator
+        self._engaged_until = 0.0
         _live.add(self)
+
+    @property
+    def engaged(self) -> bool:
+        """Whether this process queues for the turn now (see ENGAGE_SECONDS)."""
+        return time.monotonic() < self._engaged_until
+
+    def engage(self) -> None:
+        """Other processes write this file: queue for the turn for a while."""
+        if self.disabled is None:
+            self._engaged_until = time.monotonic() + ENGAGE_SECONDS
 
     @property
     def hosting(self) -> bool:
@@ -613,7 +696,10 @@ class Turn:
                 self.handoffs += 1
                 request.outcome = "granted"
                 request.ready.release()
+            if words[2:3] == [b"1"]:
+                self.engage()
         elif kind == b"P":
+            self.engage()
             if self.held:
                 self.wanted = True
                 self._on_wanted()
@@ -643,6 +729,7 @@ def _after_fork_in_child() -> None:
     global _hosted_lock
     _hosted_lock = threading.Lock()
     _hosted.clear()
+    _service.forget()
     for turn in list(_live):
         turn.forget()
 

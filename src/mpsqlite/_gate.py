@@ -97,7 +97,8 @@ class WriterGate:
         if waiter is not None:
             self._wait(waiter, deadline)
         turn = self.turn
-        if turn is None or turn.held or not getattr(owner, "_coordinate", True):
+        if turn is None or turn.held or not turn.engaged or not getattr(
+                owner, "_coordinate", True):
             return
         if not turn.acquire(deadline, getattr(owner, "_max_write", None)):
             with self._lock:
@@ -132,11 +133,14 @@ class WriterGate:
 
     def _hand_on(self) -> None:
         turn = self.turn
-        if turn is not None and turn.wanted:
-            if self._quota > 0 and self._waiters:
-                self._quota -= 1
-            else:
-                turn.release()
+        if turn is not None and turn.held:
+            if not self._waiters:
+                turn.release()  # nobody here writes next: another process may, without asking
+            elif turn.wanted:
+                if self._quota > 0:
+                    self._quota -= 1
+                else:
+                    turn.release()
         if self._waiters:
             waiter = self._waiters.popleft()
             waiter.granted = True

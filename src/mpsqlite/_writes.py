@@ -11,9 +11,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from . import _sql
+from ._coord import BUSY_HINT
 from ._durability import WAL_RESTART_BYTES
 from ._replay import Replayed, _exec
 from ._sql import Kind
@@ -73,10 +75,12 @@ class GatedWrites(Replayed):
                 except sqlite3.OperationalError:
                     return self._ungated(run, cursor, sql, params, k)
                 took = True
+            started = perf_counter()
             try:
                 result = run(cursor, sql, params)
             except sqlite3.OperationalError as exc:
                 if took and _busy(exc):
+                    self._contended()
                     # A deferred transaction's outdated snapshot (SQLITE_BUSY_SNAPSHOT):
                     # it got no write lock, so it must not keep other writers waiting.
                     self._gate_held = False
@@ -95,6 +99,8 @@ class GatedWrites(Replayed):
                     if k is Kind.WRITE:
                         self._dirty = True
                     self._settle(k is Kind.ROLLBACK)
+            if took and perf_counter() - started > BUSY_HINT:
+                self._contended()  # probably waited in SQLite's busy handler
             if k is Kind.PRAGMA_SET:
                 self._record(("pragma", _sql.pragma_name(sql)), ("sql", sql, params))
             elif k is Kind.ATTACH:
@@ -104,6 +110,12 @@ class GatedWrites(Replayed):
             if k is Kind.WRITE or k is Kind.ATTACH:
                 self._state_ok = False
             return result
+
+    def _contended(self) -> None:
+        """Another process writes this file too: queue with it for a while (_coord)."""
+        turn = self._db.gate.turn if self._db is not None else None
+        if turn is not None and getattr(self, "_coordinate", True):
+            turn.engage()
 
     def _pending_like_remote(self) -> Any:
         """While a worker's result still has rows for this connection, a statement of

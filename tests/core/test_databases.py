@@ -52,6 +52,7 @@ def test_files_kept_for_their_writer_queue_link_alone_are_bounded(tmp_path):
     paths = [tmp_path / f"f{i}.db" for i in range(3 * _database.IDLE_LINKS)]
     for path in paths:
         with closing(mpsqlite.connect(str(path))) as conn:
+            conn._db.gate.turn.engage()  # as if another process wrote it too
             conn.execute("create table t(x)")
             conn.commit()
     kept = [p for p in paths if _entries(p)]

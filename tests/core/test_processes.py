@@ -115,71 +115,79 @@ def test_the_coordinators_process_killed_mid_write_loses_no_commit(tmp_path):
     _check_pairs(db, [a for out in outs for a in _acks(out)])
 
 
-_HANG = textwrap.dedent("""
-    import os, signal, sys, time, mpsqlite
-    con = mpsqlite.connect(sys.argv[1], max_write_seconds=0.5)
-    con.execute("insert into pairs values (1, 0, 0, 'a')")
-    con.commit()
-    assert con._db.gate.turn.held  # kept after the commit: nobody else asked yet
-    open(sys.argv[2], "w").close()
-    os.kill(os.getpid(), signal.SIGSTOP)  # hangs, holding the turn
-    deadline = time.monotonic() + 30
-    while con._db.gate.turn.held:  # resumed: it learns the turn was taken back
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-""")
-
-
 def test_a_process_that_hangs_holding_the_turn_is_passed_over_after_max_write_seconds(
         tmp_path):
+    """A linked process that holds the turn and stops answering (here: a peer on the
+    real socket that asks for the turn and then never reads) loses it after the
+    ``max_write_seconds`` it sent, and the writers behind it go on."""
     db = tmp_path / "hang.db"
     _make_db(db)
     con = mpsqlite.connect(str(db), timeout=60)
+    con._db.gate.turn.engage()  # as if it had met another process's writes
     con.execute("insert into pairs values (0, 0, 0, 'a')")  # this process hosts
     con.commit()
-    turn = con._db.gate.turn
-    assert turn.hosting
-    coordinator = turn._coordinator
-    ready = tmp_path / "ready"
-    hung = subprocess.Popen([sys.executable, "-c", _HANG, str(db), str(ready)])
-    try:
-        _wait_for(lambda: ready.exists())
-        _wait_for(lambda: not turn.held)  # it asked, we gave the turn on
-        con.execute("insert into pairs values (0, 0, 1, 'a')")
+    coordinator = con._db.gate.turn._coordinator
+    with socket.socket(socket.AF_UNIX) as hung:
+        hung.connect(coordinator.sock_path)
+        hung.sendall(b"W 1 0.5\n")
+        assert hung.recv(16) == b"G 1 0\n"  # it holds the turn, then hangs
+        con.execute("insert into pairs values (0, 0, 1, 'a')")  # waits for the turn
         con.commit()
-        assert coordinator.revoked == 1  # it never answered: taken back, not timed out
+        assert coordinator.revoked == 1  # taken back, not timed out
         assert con._db.gate.timeouts == 0
-    finally:
-        hung.send_signal(signal.SIGCONT)
-        assert hung.wait(timeout=60) == 0
-        con.close()
+        hung.settimeout(10)
+        said = b""
+        while not said.endswith(b"X 1\n"):
+            said += hung.recv(16)
+        assert said == b"P\nX 1\n"  # asked to pass it on, then told it was taken
+    con.close()
     with closing(sqlite3.connect(db)) as plain:
-        assert plain.execute("select count(*) from pairs").fetchone() == (3,)
+        assert plain.execute("select count(*) from pairs").fetchone() == (2,)
 
 
 _FORK = textwrap.dedent("""
-    import os, sys, mpsqlite
-    con = mpsqlite.connect(sys.argv[1], check_same_thread=False)
+    import os, sys, time, mpsqlite
+    from mpsqlite import _database
+    con = mpsqlite.connect(sys.argv[1])
+    con._db.gate.turn.engage()  # as if it had met another process's writes
     con.execute("insert into pairs values (0, 0, 0, 'a')")
     con.commit()
-    turn = con._db.gate.turn
-    assert turn.held and turn.hosting
+    db = con._db
+    con.close()  # SQLite connections must not cross a fork; the file's link lingers
+    class Writer:  # what the gate asks of a holder; stands for a transaction in progress
+        _max_write = None
+        def _revoke_write(self, held):
+            pass
+    writer = Writer()
+    db.gate.acquire(writer, 5)  # the gate, and with it the file's turn, held across the fork
+    turn = db.gate.turn
+    assert turn.hosting and turn.held
+    read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:
-        mine = con._db.gate.turn
-        ok = not mine.held and not mine.linked and not mine.hosting and not con._db.has_workers
-        for n in range(1, 101):
-            con.execute("insert into pairs values (1, 0, ?, 'a')", (n,))
-            con.commit()
-        os._exit(0 if ok and mine.handoffs > 0 and not mine.hosting else 3)
+    if pid == 0:  # as a gunicorn worker after --preload: its own connections
+        child = mpsqlite.connect(sys.argv[1])
+        mine = child._db.gate.turn
+        ok = mine is not turn and not mine.held and not mine.linked and not mine.hosting
+        mine.engage()
+        child.execute("insert into pairs values (1, 0, 1, 'a')")  # waits for the parent
+        done = time.monotonic()
+        child.commit()
+        released = float(os.read(read, 64))
+        for n in range(2, 101):
+            child.execute("insert into pairs values (1, 0, ?, 'a')", (n,))
+            child.commit()
+        os._exit(0 if ok and done > released and mine.handoffs > 0 and not mine.hosting
+                 else 3)
+    time.sleep(0.3)
+    os.write(write, repr(time.monotonic()).encode())
+    db.gate.release(writer)
+    con = mpsqlite.connect(sys.argv[1])
     for n in range(1, 101):
         con.execute("insert into pairs values (2, 0, ?, 'a')", (n,))
         con.commit()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, status
-    assert turn.hosting and turn._coordinator.grants >= 2
-    con.execute("insert into pairs values (2, 0, 0, 'a')")  # still coordinated
-    con.commit()
+    assert con._db is db and turn.hosting and turn._coordinator.grants >= 3
 """)
 
 
@@ -191,13 +199,14 @@ def test_a_forked_child_never_uses_its_parents_link_turn_or_coordinator(tmp_path
     assert run.returncode == 0, run.stderr
     with closing(sqlite3.connect(db)) as plain:
         assert plain.execute("select pid, count(*) from pairs group by pid").fetchall() == [
-            (0, 1), (1, 100), (2, 101)]
+            (0, 1), (1, 100), (2, 100)]
 
 
 def test_the_socket_is_private_and_speaks_only_its_protocol(tmp_path):
     db = tmp_path / "private.db"
     _make_db(db)
     with closing(mpsqlite.connect(str(db))) as con:
+        con._db.gate.turn.engage()
         con.execute("insert into pairs values (0, 0, 0, 'a')")
         con.commit()
         turn = con._db.gate.turn
@@ -211,14 +220,54 @@ def test_the_socket_is_private_and_speaks_only_its_protocol(tmp_path):
             assert rogue.recv(16) == b""  # dropped, not unpickled
         with socket.socket(socket.AF_UNIX) as other:  # a well-behaved peer is served
             other.connect(path)
-            assert turn.held  # kept since our commit: nobody else asked
+            assert not turn.held  # given back when our transaction ended
             other.sendall(b"W 7 -\n")
-            assert other.recv(16) == b"G 7\n"  # asked, we gave it on: we were not writing
-            assert not turn.held
+            assert other.recv(16) == b"G 7 0\n"
             other.sendall(b"R 7\n")
             con.execute("insert into pairs values (0, 0, 1, 'a')")
-            con.commit()
             assert turn.held
+            con.commit()
     # the last close with nobody else linked: the coordinator stopped, its files removed
     _database.registry.shutdown()
     assert not os.path.exists(path)
+
+
+def test_a_process_that_writes_alone_never_links(tmp_path):
+    """No other writer, no coordinator: no socket, no thread, nothing per transaction."""
+    import threading
+    db = tmp_path / "alone.db"
+    _make_db(db)
+    before = threading.active_count()
+    with closing(mpsqlite.connect(str(db))) as con:
+        for n in range(50):
+            con.execute("insert into pairs values (0, 0, ?, 'a')", (n,))
+            con.commit()
+        turn = con._db.gate.turn
+        assert (turn.engaged, turn.linked, turn.handoffs) == (False, False, 0)
+    assert threading.active_count() == before
+
+
+def test_a_write_that_waited_for_another_processes_lock_joins_the_queue(tmp_path):
+    db = tmp_path / "met.db"
+    _make_db(db)
+    other = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sqlite3, sys, time
+        con = sqlite3.connect(sys.argv[1], isolation_level=None)
+        con.execute("begin immediate")  # another process holds SQLite's write lock
+        print("locked", flush=True)
+        time.sleep(0.3)
+        con.execute("commit")
+    """), str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "locked\n"
+        with closing(mpsqlite.connect(str(db), timeout=30)) as con:
+            turn = con._db.gate.turn
+            assert not turn.engaged
+            con.execute("insert into pairs values (0, 0, 0, 'a')")  # waits for its lock
+            con.commit()
+            assert turn.engaged and not turn.held  # queued from now on; given back
+            con.execute("insert into pairs values (0, 0, 1, 'a')")
+            assert turn.held and turn.hosting  # through the coordinator (hosted here)
+            con.commit()
+    finally:
+        assert other.wait(timeout=60) == 0
