@@ -226,9 +226,9 @@ class Coordinator:
         listener.setblocking(False)
         _service.add(self, listener)
 
-    def stop(self, wait: bool = False) -> None:
+    def stop(self) -> None:
         """End the coordinator at once: the linked processes see their link close, the
-        socket and lock file are removed. (``wait``: kept for callers; it is always so.)"""
+        socket and lock file are removed."""
         with self._lock:
             if self._stopped:
                 return
@@ -554,7 +554,7 @@ class Turn:
             except OSError:
                 pass  # the link ended: the coordinator forgets us with it
 
-    def close(self, wait: bool = False) -> None:
+    def close(self) -> None:
         """Leave the queue; a coordinator hosted here stops (another process takes over)."""
         with self._mu:
             sock, self._sock = self._sock, None
@@ -567,7 +567,7 @@ class Turn:
                 pass
             sock.close()
         if coordinator is not None:
-            coordinator.stop(wait)
+            coordinator.stop()
 
     def forget(self) -> None:
         """In a forked child: never use the parent's link, turn or coordinator."""
@@ -737,7 +737,7 @@ def _after_fork_in_child() -> None:
 def close_all() -> None:
     """At exit: stop hosted coordinators so that their sockets are removed."""
     for turn in list(_live):
-        turn.close(wait=True)
+        turn.close()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

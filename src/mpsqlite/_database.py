@@ -91,12 +91,11 @@ class Database:
         turn = self.gate.turn
         return turn is not None and turn.linked
 
-    def stop(self, wait: bool = True) -> None:
-        """Stop the workers and leave the cross-process writer queue (``wait``: until a
-        coordinator hosted here has removed its socket)."""
+    def stop(self) -> None:
+        """Stop the workers and leave the cross-process writer queue."""
         self.stop_workers()
         if self.gate.turn is not None:
-            self.gate.turn.close(wait)
+            self.gate.turn.close()
 
     def stop_workers(self) -> None:
         with self._lock:
@@ -243,7 +242,7 @@ class _Registry:
                 self._reaper.start()
             self._wake.notify()
         for old in excess:
-            old.stop(wait=False)  # outside the lock
+            old.stop()  # outside the lock
 
     def _reap(self) -> None:
         with self.lock:
