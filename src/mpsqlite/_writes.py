@@ -75,7 +75,7 @@ class GatedWrites(Replayed):
                 except sqlite3.OperationalError:
                     return self._ungated(run, cursor, sql, params, k)
                 took = True
-            started = perf_counter()
+            started = perf_counter() if took else 0.0  # only a first write is timed
             try:
                 result = run(cursor, sql, params)
             except sqlite3.OperationalError as exc:

@@ -30,13 +30,19 @@ def _mpsqlite_problem(probe_dir: str) -> str | None:
         import sqlalchemy_mpsqlite  # noqa: F401
     except Exception as exc:
         return f"import sqlalchemy_mpsqlite failed: {exc!r}"
+    problem = _no_answer(f"sqlite+mpsqlite:///{probe_dir}/app.db?workers=2")
+    return problem and f"sqlite+mpsqlite does not connect: {problem}"
+
+
+def _no_answer(url: str) -> str | None:
+    """None when an engine on ``url`` answers ``select 1``, else what went wrong."""
     try:
-        engine = create_engine(f"sqlite+mpsqlite:///{probe_dir}/app.db?workers=2")
+        engine = create_engine(url)
         with engine.connect() as conn:
             conn.execute(text("select 1"))
         engine.dispose()
     except Exception as exc:
-        return f"sqlite+mpsqlite does not connect: {exc!r}"
+        return repr(exc)
     return None
 
 
@@ -47,14 +53,8 @@ def _postgres_problem() -> str | None:
     if not url:
         return (f"no PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://USER:PASSWORD@HOST/DB "
                 "to run these cases too (see docs/postgresql.md)")
-    try:
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-        engine.dispose()
-    except Exception as exc:
-        return f"PostgreSQL at {POSTGRES_ENV} does not connect: {exc!r}"
-    return None
+    problem = _no_answer(url)
+    return problem and f"PostgreSQL at {POSTGRES_ENV} does not connect: {problem}"
 
 
 def _params() -> list:
