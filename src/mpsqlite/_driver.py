@@ -30,6 +30,7 @@ from . import _offload
 from . import _wire as w
 from ._database import registry
 from ._sql import Kind, kind
+from ._timeout import Clock, Statement, check_seconds, interrupter
 
 _ids = iter(range(1, 1 << 62))
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -82,7 +83,10 @@ class DriverConnection:
         self, database: Any, driver: str, *, timeout: float = 5.0,
         driver_kwargs: dict[str, Any] | None = None, workers: int | None = None,
         offload: bool = True, max_write_seconds: float | None = 30.0,
+        statement_timeout: float | None = None, log_slow_statements: float | None = None,
     ) -> None:
+        limit = check_seconds("statement_timeout", statement_timeout)
+        slow = check_seconds("log_slow_statements", log_slow_statements)
         self.driver = importlib.import_module(driver)
         for name in ("Error", "Warning", "InterfaceError", "DatabaseError", "DataError",
                      "OperationalError", "IntegrityError", "InternalError",
@@ -94,6 +98,14 @@ class DriverConnection:
         if isinstance(target, str) and os.path.exists(target):
             target = os.path.abspath(target)
         self._con = self.driver.connect(target, **kwargs)
+        self._clock: Clock | None = None
+        if limit is not None and not callable(getattr(self._con, "interrupt", None)):
+            self._con.close()
+            raise _for_driver(sqlite3.NotSupportedError(
+                f"statement_timeout needs a connection that can be interrupted, and {driver}'s "
+                "connections have no interrupt()"), self.driver)
+        if limit is not None or slow is not None:
+            self._clock = Clock(interrupter(self, _interrupt_driver), limit, slow, str(target))
         self._args = ((target,), kwargs)
         self._timeout = float(timeout)
         self._max_write = max_write_seconds
@@ -187,6 +199,10 @@ class DriverConnection:
                 pass
 
 
+def _interrupt_driver(con: DriverConnection) -> None:
+    con._con.interrupt()
+
+
 class DriverCursor:
     """A cursor of a :class:`DriverConnection`: the driver's cursor, or a worker's result."""
 
@@ -195,6 +211,7 @@ class DriverCursor:
         self._cur = connection._con.cursor()
         self.arraysize = 1
         self._remote: _offload.Remote | None = None
+        self._stmt: Statement | None = None  # the last statement, timed by the connection
         self._description: Any = None
         self._judge: str | None = None
         self._seen = 0
@@ -221,6 +238,13 @@ class DriverCursor:
     @_driver_errors
     def execute(self, sql: str, parameters: Any = None) -> DriverCursor:
         self._reset()
+        clock = self.connection._clock
+        if clock is None:
+            return self._execute(sql, parameters)
+        self._stmt = stmt = Statement(clock, sql)
+        return clock.call(stmt, self._execute, sql, parameters)
+
+    def _execute(self, sql: str, parameters: Any) -> DriverCursor:
         con = self.connection
         k = kind(sql)
         if k is Kind.READ and not con._gate_held:
@@ -244,16 +268,25 @@ class DriverCursor:
         self._reset()
         self._judge = None
         k = kind(sql)
+        clock = self.connection._clock
+        if clock is None:
+            self.connection._before(k)
+            self._cur.executemany(sql, seq_of_parameters)
+            return self
+        self._stmt = stmt = Statement(clock, sql)
+        clock.call(stmt, self._executemany, k, sql, seq_of_parameters)
+        return self
+
+    def _executemany(self, k: Kind, sql: str, seq_of_parameters: Iterable[Any]) -> None:
         self.connection._before(k)
         self._cur.executemany(sql, seq_of_parameters)
-        return self
 
     def _run_remote(self, sql: str, params: Any) -> bool:
         if params is not None and not _offload.plain_params(params):
             return False
         con = self.connection
         ran = _offload.run_on_worker(con._db, con, con._key, 0, w.settings(con._args, []), sql,
-                                     params, None)
+                                     params, None, self._stmt)
         if ran is None:
             return False
         self._description, self._remote = ran
@@ -271,11 +304,16 @@ class DriverCursor:
                 self._judge = None
         return rows
 
+    def _local(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A fetch from the driver's cursor: part of the statement, for its timing."""
+        stmt = self._stmt
+        return fn(*args) if stmt is None else stmt.clock.call(stmt, fn, *args)
+
     @_driver_errors
     def fetchone(self) -> Any:
         r = self._remote
         if r is None:
-            return self._cur.fetchone()
+            return self._local(self._cur.fetchone)
         if not r.rows and not r.fill():
             return None
         return r.rows.popleft()
@@ -285,7 +323,7 @@ class DriverCursor:
         n = self.arraysize if size is None else size
         r = self._remote
         if r is None:
-            rows = self._cur.fetchmany(n)
+            rows = self._local(self._cur.fetchmany, n)
             return self._note(rows, len(rows) < n)
         return r.take(n)
 
@@ -293,7 +331,7 @@ class DriverCursor:
     def fetchall(self) -> list[Any]:
         r = self._remote
         if r is None:
-            return self._note(self._cur.fetchall(), True)
+            return self._note(self._local(self._cur.fetchall), True)
         return r.take_all()
 
     def __iter__(self) -> Iterator[Any]:

@@ -54,28 +54,51 @@ def check_seconds(name: str, value: Any) -> float | None:
     return float(value)
 
 
-def _interrupter(con: sqlite3.Connection) -> Callable[[], None]:
+def interrupter(con: Any, interrupt: Callable[[Any], None] = _base_interrupt
+                ) -> Callable[[], None]:
+    """``interrupt(con)`` while ``con`` lives, holding it weakly."""
     ref = weakref.ref(con)
 
-    def interrupt() -> None:
+    def call() -> None:
         c = ref()
         if c is not None:
-            _base_interrupt(c)  # this process only: a worker keeps its own deadline
+            interrupt(c)
 
-    return interrupt
+    return call
 
 
 class Clock:
-    """The statement timing of one connection: its deadline and slow-statement threshold."""
+    """The statement timing of one connection: its deadline and slow-statement threshold.
+    ``interrupt`` stops the statement running in this process (a worker keeps its own
+    deadline)."""
 
     __slots__ = ("limit", "slow", "name", "deadline")
 
-    def __init__(self, con: sqlite3.Connection, limit: float | None, slow: float | None,
-                 name: str) -> None:
+    def __init__(self, interrupt: Callable[[], None], limit: float | None,
+                 slow: float | None, name: str) -> None:
         self.limit = limit
         self.slow = slow
         self.name = name
-        self.deadline = Deadline(_interrupter(con)) if limit is not None else None
+        self.deadline = Deadline(interrupt) if limit is not None else None
+
+    def call(self, stmt: Statement, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` as one call of ``stmt`` (another driver's execute or fetch), timed;
+        the driver's error for an interrupt it caused says why."""
+        dl = self.deadline
+        t0 = stmt.started = monotonic()
+        if dl is not None:
+            dl.arm(stmt, t0 + self.limit - stmt.spent, t0)  # type: ignore[operator]
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if dl is not None and dl.disarm(stmt) and interrupted(exc):
+                raise exceeded(exc, self.limit) from exc  # type: ignore[arg-type]
+            raise
+        finally:
+            if dl is not None:
+                dl.disarm(stmt)
+            stmt.started = None
+            stmt.add(monotonic() - t0)
 
     def run(self, cursor: Any, method: Callable[..., _T], sql: Any, *args: Any) -> _T:
         """Run ``method(cursor, sql, *args)`` (the cursor's own execute...) as one statement."""

@@ -215,9 +215,28 @@ def _watch_lifeline(worker: _Worker) -> None:
             pass
 
 
+def complete_package(name: str) -> Any:
+    """The rest of the bare ``mpsqlite`` package the worker starts with, loaded on first
+    use: by an application's function that calls mpsqlite, say."""
+    import importlib.util
+
+    pkg = sys.modules["mpsqlite"]
+    del pkg.__getattr__
+    spec = importlib.util.spec_from_file_location(
+        "mpsqlite", os.path.join(pkg.__path__[0], "__init__.py"),
+        submodule_search_locations=list(pkg.__path__))
+    assert spec is not None and spec.loader is not None
+    pkg.__spec__, pkg.__file__ = spec, spec.origin
+    spec.loader.exec_module(pkg)
+    return getattr(pkg, name)
+
+
 def main(fd: int) -> None:
     """Serve requests on the socket ``fd`` until told to close or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pkg = sys.modules.get("mpsqlite")
+    if pkg is not None and not hasattr(pkg, "__file__"):
+        pkg.__getattr__ = complete_package  # type: ignore[method-assign]
     chan = w.Channel(socket.socket(fileno=fd))
     try:
         init = chan.recv()

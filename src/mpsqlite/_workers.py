@@ -24,11 +24,14 @@ from typing import Any
 
 from . import _wire as w
 
+# The worker registers a bare ``mpsqlite`` package: it needs only _worker, _wire and
+# _timer, and starts some 60 ms sooner without the rest (see _worker.complete_package).
 _BOOTSTRAP = (
-    "import sys; sys.path.append(sys.argv[2]); "
+    "import sys, types; pkg = sys.modules['mpsqlite'] = types.ModuleType('mpsqlite'); "
+    "pkg.__path__ = [sys.argv[2]]; "
     "from mpsqlite._worker import main; main(int(sys.argv[1]))"
 )
-_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 # A non-blocking look at a worker's socket (0 where the platform has no MSG_DONTWAIT).
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT if hasattr(socket, "MSG_DONTWAIT") else 0
 
@@ -75,7 +78,7 @@ class WorkerHandle:
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOTSTRAP, str(child.fileno()), _PKG_ROOT],
+                [sys.executable, "-I", "-c", _BOOTSTRAP, str(child.fileno()), _PKG_DIR],
                 stdin=subprocess.PIPE, pass_fds=(child.fileno(),), close_fds=True,
             )
         finally:

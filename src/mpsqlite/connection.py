@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from ._database import Database, registry
 from ._replay import _exec
-from ._timeout import Clock, check_seconds
+from ._timeout import Clock, check_seconds, interrupter
 from ._writes import GatedWrites
 from .cursor import Cursor
 
@@ -139,7 +139,8 @@ class Connection(GatedWrites):
                          else database, bool(uri), float(timeout))
         self._clock = None
         if statement_timeout is not None or log_slow_statements is not None:
-            self._clock = Clock(self, statement_timeout, log_slow_statements, self._connect[0])
+            self._clock = Clock(interrupter(self), statement_timeout, log_slow_statements,
+                                self._connect[0])
         path, mode, level = _file_state(self)
         if path:
             self._attach_file(path, mode, level, wal, group_commit, workers)

@@ -43,8 +43,8 @@ def _translate(exc: sqlite3.Error) -> Error:
     return DatabaseError(str(exc))
 
 
-def connect(database: str, **kwargs: Any) -> Connection:
-    return Connection(database)
+def connect(database: str, interruptible: bool = True, **kwargs: Any) -> Connection:
+    return Connection(database) if interruptible else _Uninterruptible(database)
 
 
 class Connection:
@@ -65,8 +65,17 @@ class Connection:
             self._con.execute("ROLLBACK")
             self._in_txn = False
 
+    def interrupt(self) -> None:
+        self._con.interrupt()
+
     def close(self) -> None:
         self._con.close()
+
+
+class _Uninterruptible(Connection):
+    """A connection of a driver that cannot stop a running statement."""
+
+    interrupt = None  # type: ignore[assignment]
 
 
 class Cursor:
@@ -104,13 +113,19 @@ class Cursor:
         return self
 
     def fetchone(self) -> Any:
-        return self._cur.fetchone()
+        return self._fetch(self._cur.fetchone)
 
     def fetchmany(self, n: int = 1) -> list:
-        return self._cur.fetchmany(n)
+        return self._fetch(self._cur.fetchmany, n)
 
     def fetchall(self) -> list:
-        return self._cur.fetchall()
+        return self._fetch(self._cur.fetchall)
+
+    def _fetch(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from None
 
     def close(self) -> None:
         self._cur.close()

@@ -3,6 +3,7 @@ driver's own exceptions, and heavy reads offloaded to workers running the same d
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -138,3 +139,61 @@ def test_a_driver_importable_from_the_current_directory_reaches_workers(path, mo
         assert con.pool_status()["restarts"] == 0
     finally:
         con.close()
+
+
+# Counts to ?, yielding the numbers up to the second ?: a statement as long as asked.
+_COUNT = ("with recursive c(x) as (select 1 union all select x + 1 from c where x < ?) "
+          "select x from c where x <= ?")
+_FOREVER = 10**12
+
+
+def test_statement_timeout_interrupts_a_statement_in_the_caller(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with closing(mpsqlite.connect(path, driver=DRIVER, statement_timeout=0.2)) as con:
+        with pytest.raises(_minidriver.OperationalError,
+                           match=r"statement exceeded statement_timeout=0.2 s and was "
+                                 r"interrupted$"):
+            con.execute(_COUNT, (_FOREVER, 1)).fetchall()
+        assert con.execute("select 1").fetchall() == [(1,)]
+        # a SELECT still running when its rows are fetched is timed there too
+        cur = con.execute(_COUNT, (_FOREVER, _FOREVER))
+        with pytest.raises(_minidriver.OperationalError, match="statement_timeout=0.2 s"):
+            cur.fetchall()
+        assert con.execute(_COUNT, (5, 5)).fetchall() == [(i,) for i in range(1, 6)]
+
+
+def test_statement_timeout_interrupts_a_statement_on_a_worker(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with closing(mpsqlite.connect(path, driver=DRIVER, statement_timeout=0.5)) as con:
+        assert len(con.execute(_COUNT, (ROWS, ROWS)).fetchall()) == ROWS  # judged heavy
+        with pytest.raises(_minidriver.OperationalError,
+                           match=r"statement_timeout=0.5 s and was interrupted on worker "
+                                 r"process \d+$"):
+            con.execute(_COUNT, (_FOREVER, 1)).fetchall()
+        (worker,) = con.pool_status()["workers"]  # interrupted, not replaced
+        assert len(con.execute(_COUNT, (ROWS, ROWS)).fetchall()) == ROWS
+        status = con.pool_status()
+        assert status["offloaded_statements"] == 1
+        assert [(w["pid"], w["errors"]) for w in status["workers"]] == [(worker["pid"], 1)]
+
+
+def test_statement_timeout_needs_a_driver_that_can_interrupt(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(sqlite3.NotSupportedError, match="connections have no interrupt") as e:
+        mpsqlite.connect(path, driver=DRIVER, statement_timeout=1,
+                         driver_kwargs={"interruptible": False})
+    assert isinstance(e.value, _minidriver.OperationalError)
+    with closing(mpsqlite.connect(path, driver=DRIVER, log_slow_statements=1,
+                                  driver_kwargs={"interruptible": False})) as con:
+        assert con.execute("select 1").fetchall() == [(1,)]
+
+
+def test_slow_statements_of_another_driver_are_logged(path, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    with closing(mpsqlite.connect(path, driver=DRIVER, log_slow_statements=0.05)) as con, \
+            caplog.at_level(logging.WARNING, logger="mpsqlite.statements"):
+        assert con.execute("select 1").fetchall() == [(1,)]
+        assert con.execute(_COUNT, (3_000_000, 1)).fetchall() == [(1,)]
+    (record,) = [r for r in caplog.records if r.name == "mpsqlite.statements"]
+    assert "in the calling process" in record.getMessage()
+    assert "with recursive c(x)" in record.getMessage()

@@ -76,6 +76,38 @@ def test_a_read_that_returned_many_rows_runs_on_a_worker_next_time(conn):
     assert remote == [(x, worker) for x, _ in local]
 
 
+def _modules_function():
+    def modules(_x: int) -> str:
+        import sys
+
+        return ",".join(sorted(m for m in sys.modules if m.startswith("mpsqlite")))
+
+    return modules
+
+
+def _version_function():
+    def version(_x: int) -> str:
+        import mpsqlite
+
+        return mpsqlite.sqlite_version
+
+    return version
+
+
+def test_a_worker_starts_with_three_modules_and_loads_the_rest_when_asked(conn):
+    conn.create_function("modules", 1, _modules_function())
+    conn.create_function("version", 1, _version_function())
+    sql = "select x, modules(x) from big order by x"
+    mark_heavy(conn, sql)
+    (_, loaded), *_ = run_remote(conn, sql)
+    assert loaded == "mpsqlite,mpsqlite._timer,mpsqlite._wire,mpsqlite._worker"
+    sql = "select x, version(x), modules(x) from big order by x"
+    mark_heavy(conn, sql)
+    (_, version, loaded), *_ = run_remote(conn, sql)
+    assert version == sqlite3.sqlite_version
+    assert "mpsqlite.connection" in loaded.split(",")
+
+
 @pytest.mark.parametrize("how", ["fetchall", "fetchmany", "fetchmany-default-size"])
 def test_rows_count_through_fetchmany_too(conn, how):
     cur = conn.execute(_ALL)
