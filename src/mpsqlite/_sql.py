@@ -24,6 +24,7 @@ class Kind(IntEnum):
     SYNC_SET = 7  # PRAGMA synchronous = N: group commit keeps the level
     PRAGMA_SET = 8  # another connection-scoped pragma assignment (replayed on workers)
     ATTACH = 9  # ATTACH / DETACH (replayed on workers)
+    TEMP = 12  # CREATE TEMP ..., or CREATE/DROP of a temp.name: changes the TEMP schema only
 
 
 _SKIP = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*", re.S)
@@ -34,6 +35,13 @@ _PRAGMA = re.compile(r"pragma\s+(?:([A-Za-z_]\w*)\s*\.\s*)?([A-Za-z_]\w*)\s*(=|\
 _BEGIN_WRITE = re.compile(r"begin\s+(?:immediate|exclusive)\b", re.I)
 _ROLLBACK_TO = re.compile(r"rollback\s*(?:transaction\s*)?to\b", re.I)
 _SYNC_VALUE = re.compile(r"[=(]\s*['\"]?([\w-]+)")
+_NAME = r"(?:\"(?:[^\"]|\"\")*\"|\[[^\]]*\]|`[^`]*`|[A-Za-z_][\w$]*)"
+_TEMP_DDL = re.compile(
+    r"create\s+(?:temp|temporary)\s|(?:create|drop)\s+(?:unique\s+)?(?:table|view|index|trigger)"
+    r"\s+(?:if\s+(?:not\s+)?exists\s+)?temp\s*\.", re.I)
+_DML_TARGET = re.compile(
+    rf"(?:(?:insert|replace)\s+(?:or\s+\w+\s+)?into|update\s+(?:or\s+\w+\s+)?|delete\s+from)"
+    rf"\s*(?:({_NAME})\s*\.\s*)?({_NAME})", re.I)
 
 # Pragmas that set something of one connection rather than of the file.
 CONNECTION_PRAGMAS = frozenset(
@@ -98,6 +106,8 @@ def _classify(sql: str) -> Kind:
         return Kind.WRITE if _ROLLBACK_TO.match(sql, start) else Kind.ROLLBACK
     if word in ("ATTACH", "DETACH"):
         return Kind.ATTACH
+    if (word == "CREATE" or word == "DROP") and _TEMP_DDL.match(sql, start):
+        return Kind.TEMP
     if word == "PRAGMA":
         p = _PRAGMA.match(sql, start)
         if p is None:
@@ -117,6 +127,28 @@ def _classify(sql: str) -> Kind:
             return Kind.READ
         return Kind.WRITE
     return Kind.WRITE
+
+
+_targets: dict[str, tuple[str, str] | None] = {}
+
+
+def _unquote(name: str) -> str:
+    if name[0] in "\"`[":
+        name = name[1:-1].replace('""', '"') if name[0] == '"' else name[1:-1]
+    return name.lower()
+
+
+def dml_target(sql: str) -> tuple[str, str] | None:
+    """``(schema, table)`` (lower case, schema '' if unqualified) that a plain INSERT,
+    REPLACE, UPDATE or DELETE writes; None for any other statement. Memoised."""
+    if sql in _targets:
+        return _targets[sql]
+    m = _DML_TARGET.match(sql, _SKIP.match(sql).end())  # type: ignore[union-attr]
+    target = (_unquote(m.group(1)) if m.group(1) else "", _unquote(m.group(2))) if m else None
+    if len(_targets) >= _MEMO_LIMIT:
+        _targets.clear()
+    _targets[sql] = target
+    return target
 
 
 def pragma_name(sql: str) -> str:

@@ -22,7 +22,10 @@ from ._sql import Kind
 
 _base_rollback = sqlite3.Connection.rollback
 _execute = sqlite3.Cursor.execute
+_executemany = sqlite3.Cursor.executemany
 _cursor = sqlite3.Connection.cursor
+#: ``_temp_tables`` of a connection with a TEMP trigger: any write may reach the files.
+_TRIGGERED: frozenset[str] = frozenset({"\0"})
 _DESTROYING = frozenset({"DROP", "VACUUM"})
 # Raised while binding parameters, before SQLite runs a statement.
 _BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError, TypeError,
@@ -48,6 +51,7 @@ class GatedWrites(Replayed):
     _want_group: bool
     _sync_level: int
     _op_lock: threading.RLock
+    _temp_tables: frozenset[str] | None  # lower-case names in TEMP; None: not known now
 
     def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
         """Run a statement that may write, inside the writer gate where it needs one."""
@@ -69,7 +73,7 @@ class GatedWrites(Replayed):
                 pending = self._pending_like_remote()
             took = False
             if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
-                    not self._gate_held):
+                    not self._gate_held) and not (k is Kind.WRITE and self._temp_only(run, sql)):
                 try:
                     self._take_gate()
                 except sqlite3.OperationalError:
@@ -107,9 +111,29 @@ class GatedWrites(Replayed):
                 self._record(("attach", self._replay_version), ("sql", sql, params))
             elif k is Kind.JOURNAL_MODE:
                 self._journal_changed()
-            if k is Kind.WRITE or k is Kind.ATTACH:
+            if k is Kind.WRITE or k is Kind.ATTACH or k is Kind.TEMP:
                 self._state_ok = False
+                if k is not Kind.ATTACH and (k is Kind.TEMP or (
+                        run is not _execute and run is not _executemany)
+                        or _sql.dml_target(sql) is None):
+                    self._temp_tables = None
             return result
+
+    def _temp_only(self, run: Callable[..., Any], sql: str) -> bool:
+        """Whether a statement writes only a TEMP table of this connection, which takes no
+        lock on the database file (sqlite3 lets it run beside another's write)."""
+        if (run is not _execute and run is not _executemany) or self._local_only is not None:
+            return False  # a callback would see mpsqlite's own query below
+        target = _sql.dml_target(sql)
+        if target is None or target[0] not in ("", "temp"):
+            return False
+        tables = self._temp_tables
+        if tables is None:
+            rows = _exec(self, "SELECT type, lower(name) FROM temp.sqlite_master").fetchall()
+            tables = _TRIGGERED if any(t == "trigger" for t, _ in rows) else frozenset(
+                name for t, name in rows if t == "table")
+            self._temp_tables = tables
+        return tables is not _TRIGGERED and (target[0] == "temp" or target[1] in tables)
 
     def _contended(self) -> None:
         """Another process writes this file too: queue with it for a while (_coord)."""

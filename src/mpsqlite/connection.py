@@ -133,6 +133,7 @@ class Connection(GatedWrites):
         self._shipped: tuple[Any, ...] | None = None
         self._local_only: str | None = None  # why this connection never offloads
         self._state_ok = False  # no TEMP objects or in-memory attachments (checked lazily)
+        self._temp_tables: frozenset[str] | None = frozenset()
         self._udfs: frozenset[str] = frozenset()
         self._udf_sql: dict[str, bool] = {}
         self._connect = (os.fsdecode(database) if isinstance(database, (bytes, os.PathLike))
@@ -294,6 +295,7 @@ class Connection(GatedWrites):
                     target._dirty = True
                     target._settle()
                     target._state_ok = False
+                    target._temp_tables = None
             return
         super().backup(target, *args, **kwargs)
 

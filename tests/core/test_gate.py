@@ -394,3 +394,53 @@ def test_a_stale_deferred_transaction_fails_to_write_as_in_sqlite3(tmp_path):
             other.close()
     assert outcomes[0][0] == "database is locked"
     assert outcomes[1] == outcomes[0]
+
+
+_TEMP_ONLY = [
+    "create temp table tt(x)",
+    "insert into tt values (1)",
+    "insert into temp.tt values (2)",
+    "/* c */ update tt set x = x + 1",
+    'delete from "tt" where x = 3',
+    "create index temp.tt_x on tt(x)",
+    "create temporary view tv as select * from tt",
+    "create table temp.t(y)",  # shadows main.t in unqualified names
+    "insert into t values (10)",
+    "drop table temp.t",
+]
+
+
+def test_writes_to_temp_tables_run_beside_another_writer(conn, mp_connect):
+    holder = mp_connect()
+    holder.execute("insert into t values (2)")  # holds the gate and SQLite's write lock
+    before = _grants(conn)
+    for sql in _TEMP_ONLY:
+        conn.execute(sql)
+    conn.commit()
+    assert _grants(conn) == before
+    assert conn.execute("select x from tv").fetchall() == [(2,)]
+    assert conn.execute("select x from t").fetchall() == [(1,)]  # main.t: 10 went to temp.t
+    holder.commit()
+
+
+def test_a_temp_only_transaction_takes_the_gate_at_its_first_file_write(conn):
+    conn.execute("create temp table tt(x)")
+    conn.execute("insert into tt values (1)")
+    assert conn.in_transaction and not conn.pool_status()["writer_busy"]
+    before = _grants(conn)
+    conn.execute("insert into t values (7)")
+    assert _grants(conn) == before + 1 and conn.pool_status()["writer_busy"]
+    conn.commit()
+    assert not conn.pool_status()["writer_busy"]
+    assert conn.execute("select x from t order by x").fetchall() == [(1,), (7,)]
+
+
+def test_a_temp_trigger_keeps_temp_writes_gated(conn):
+    conn.execute("create temp table tt(x)")
+    conn.execute("create temp trigger tr after insert on tt begin "
+                 "insert into t values (new.x); end")
+    before = _grants(conn)
+    conn.execute("insert into tt values (5)")  # the trigger writes the file
+    assert _grants(conn) == before + 1
+    conn.commit()
+    assert conn.execute("select count(*) from main.t where x = 5").fetchone() == (1,)
