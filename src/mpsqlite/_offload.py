@@ -45,6 +45,8 @@ _fetchone: Callable[[Any], Any] = sqlite3.Cursor.fetchone
 _fetchmany = sqlite3.Cursor.fetchmany
 _fetchall = sqlite3.Cursor.fetchall
 _execute = sqlite3.Cursor.execute
+#: Reads the schema (a read transaction on the main database) and stops part-way.
+_HOLD_SQL = "SELECT count(*) FROM sqlite_schema UNION ALL SELECT 0"
 
 
 def plain_params(params: Any) -> bool:
@@ -90,7 +92,8 @@ def _ask(h: WorkerHandle, stmt: Statement | None, request: Any, con: Any = None)
 class Remote:
     """A result held by a worker: rows received so far and the lease for the rest."""
 
-    __slots__ = ("rows", "pool", "handle", "finalizer", "row_factory", "stmt", "__weakref__")
+    __slots__ = ("rows", "pool", "handle", "finalizer", "row_factory", "stmt", "hold",
+                 "__weakref__")
 
     def __init__(self, rows: list[Any], pool: Any, handle: WorkerHandle | None,
                  row_factory: Any, stmt: Statement | None = None) -> None:
@@ -100,6 +103,10 @@ class Remote:
         self.row_factory = row_factory
         self.stmt = stmt  # timing of the statement, on a connection with a Clock
         self.finalizer: weakref.finalize[..., Any] | None = None  # on the cursor it serves
+        # A statement of the caller's connection kept part-way while rows remain, so that
+        # its later statements share one snapshot with this read, as in sqlite3 (a cursor
+        # dropped here from any thread resets its statement).
+        self.hold: sqlite3.Cursor | None = None
 
     def fill(self) -> bool:
         """Fetch the next chunk; False when the result is exhausted."""
@@ -135,6 +142,8 @@ class Remote:
                 break
             take = min(n - len(out), len(self.rows))
             out.extend(self.rows.popleft() for _ in range(take))
+        if not self.rows and self.handle is None:
+            self.hold = None
         return out
 
     def take_all(self) -> list[Any]:
@@ -145,10 +154,12 @@ class Remote:
             self.fill()
             out.extend(self.rows)
             self.rows.clear()
+        self.hold = None
         return out
 
     def end(self) -> None:
         """Give the worker back, telling it to drop what it still holds."""
+        self.hold = None
         h, self.handle = self.handle, None
         if h is not None:
             _drop(self.pool, h)
@@ -179,8 +190,12 @@ class RemoteFetch:
         _fetchone(self)  # sqlite3's own checks: closed cursor or connection, thread
         r = self._remote
         if not r.rows and not r.fill():
+            r.hold = None
             return None
-        return self._make(r.rows.popleft())
+        row = r.rows.popleft()
+        if not r.rows and r.handle is None:
+            r.hold = None
+        return self._make(row)
 
     def __next__(self) -> Any:
         row = self.fetchone()
@@ -257,11 +272,21 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
     if settings is None:
         return False
     key, version, blob = settings
-    ran = run_on_worker(db, con, key, version, blob, sql, params, cursor.row_factory,
-                        getattr(cursor, "_stmt", None) if con._clock is not None else None)
+    hold = _execute(sqlite3.Cursor(con), _HOLD_SQL)  # before the worker takes its snapshot
+    try:
+        ran = run_on_worker(db, con, key, version, blob, sql, params, cursor.row_factory,
+                            getattr(cursor, "_stmt", None) if con._clock is not None else None)
+    except BaseException:
+        hold.close()  # not left to the traceback, which may live on
+        raise
     if ran is None:
+        hold.close()
         return False
     description, remote = ran
+    if remote.rows or remote.handle is not None:
+        remote.hold = hold
+    else:
+        hold.close()
     if description is None:
         _execute(cursor, "SELECT 1 WHERE 0")
     else:
@@ -270,9 +295,6 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
         remote.finalizer = weakref.finalize(cursor, _end_remote, remote)
     cursor._remote = remote
     cursor.__class__ = variant
-    if con._remotes is None:
-        con._remotes = weakref.WeakSet()
-    con._remotes.add(remote)
     return True
 
 

@@ -52,7 +52,6 @@ class Replayed(sqlite3.Connection):
     _state_ok: bool  # no TEMP objects or in-memory attachments (checked lazily)
     _udfs: frozenset[str]
     _udf_sql: dict[str, bool]
-    _remotes: Any = None  # WeakSet of the results workers served for it, made on first use
 
     def _calls_python(self, sql: str) -> bool:
         """Whether ``sql`` calls one of this connection's Python functions."""

@@ -23,10 +23,8 @@ from ._sql import Kind
 _base_rollback = sqlite3.Connection.rollback
 _execute = sqlite3.Cursor.execute
 _executemany = sqlite3.Cursor.executemany
-_cursor = sqlite3.Connection.cursor
 #: ``_temp_tables`` of a connection with a TEMP trigger: any write may reach the files.
 _TRIGGERED: frozenset[str] = frozenset({"\0"})
-_DESTROYING = frozenset({"DROP", "VACUUM"})
 # Raised while binding parameters, before SQLite runs a statement.
 _BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError, TypeError,
                 ValueError)
@@ -68,9 +66,6 @@ class GatedWrites(Replayed):
                 self._revoked = None
                 if not self.in_transaction:  # ROLLBACK acknowledges what was rolled back
                     return run(cursor, "", ())
-            pending = None
-            if k is Kind.WRITE and self._remotes and _sql.first_word(sql) in _DESTROYING:
-                pending = self._pending_like_remote()
             took = False
             if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
                     not self._gate_held) and not (k is Kind.WRITE and self._temp_only(run, sql)):
@@ -97,8 +92,6 @@ class GatedWrites(Replayed):
                     self._db.gate.release(self)  # type: ignore[union-attr]
                 raise
             finally:
-                if pending is not None:
-                    pending.close()
                 if self._gate_held:
                     if k is Kind.WRITE:
                         self._dirty = True
@@ -140,16 +133,6 @@ class GatedWrites(Replayed):
         turn = self._db.gate.turn if self._db is not None else None
         if turn is not None and getattr(self, "_coordinate", True):
             turn.engage()
-
-    def _pending_like_remote(self) -> Any:
-        """While a worker's result still has rows for this connection, a statement of
-        ours kept part-way through, so that SQLite itself refuses what it refuses while a
-        read is pending (DROP of a table or index, VACUUM), with its own error."""
-        if not any(r.rows or r.handle is not None for r in list(self._remotes)):
-            return None
-        pending = _cursor(self)
-        _execute(pending, "SELECT count(*) FROM sqlite_schema UNION ALL SELECT 0").fetchone()
-        return pending
 
     def _ungated(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any,
                  k: Kind) -> Any:

@@ -290,21 +290,27 @@ def test_writer_times_out_with_database_is_locked(table, mp_connect):
 
 
 def test_open_remote_results_are_held_by_different_workers(mp_connect):
-    """A worker serves one result at a time: two results still open on two cursors are
-    held by two worker processes, each with the connection's functions."""
-    conn = mp_connect()
+    """A worker serves one result at a time: results still open on two connections are
+    held by two worker processes, each with its connection's functions. A second read of
+    the same connection meanwhile runs in the caller, in the snapshot the connection
+    holds for the first (as a second sqlite3 cursor shares the first one's)."""
+    conn, other = mp_connect(), mp_connect()
     fill_big(conn)
-    conn.create_function("triple", 1, lambda v: v * 3)
     sql = "select triple(x) from big order by x"
-    mark_heavy(conn, sql)
-    first, second = conn.execute(sql), conn.execute(sql)
+    for c in (conn, other):
+        c.create_function("triple", 1, lambda v: v * 3)
+    mark_heavy(conn, sql)  # heavy for the file: for both connections
+    first, second = conn.execute(sql), other.execute(sql)
     assert first.fetchone() == (0,) and second.fetchone() == (0,)
     assert offloaded(conn) == 2
     workers = conn.pool_status()["workers"]
     assert len(workers) == 2
     assert [w["state"] for w in workers] == ["leased", "leased"]
     assert os.getpid() not in worker_pids(conn)
-    assert first.fetchall() == second.fetchall() == [(3 * i,) for i in range(1, BIG)]
+    third = conn.execute(sql)
+    assert third.fetchone() == (0,) and offloaded(conn) == 2
+    expected = [(3 * i,) for i in range(1, BIG)]
+    assert first.fetchall() == second.fetchall() == third.fetchall() == expected
     assert [w["state"] for w in conn.pool_status()["workers"]] == ["idle", "idle"]
 
 

@@ -60,15 +60,22 @@ def table(mp_connect):
 
 
 def _start_workers(conn, count: int = 1) -> set[int]:
-    """Offload ``count`` reads at once (open results hold their workers); the workers' pids."""
+    """Offload ``count`` reads at once, from ``conn`` and more connections to its file (open
+    results hold their workers); the workers' pids."""
     mark_heavy(conn, _BIG_SQL)
-    cursors = [conn.execute(_BIG_SQL) for _ in range(count)]
-    for cur in cursors:
-        assert cur.fetchone() == (0, "s0")
-    pids = worker_pids(conn)
-    assert len(pids) == count
-    for cur in cursors:
-        assert cur.fetchall() == _BIG_ROWS[1:]
+    path = conn.execute("pragma database_list").fetchone()[2]
+    others = [mpsqlite.connect(path) for _ in range(count - 1)]
+    try:
+        cursors = [c.execute(_BIG_SQL) for c in (conn, *others)]
+        for cur in cursors:
+            assert cur.fetchone() == (0, "s0")
+        pids = worker_pids(conn)
+        assert len(pids) == count
+        for cur in cursors:
+            assert cur.fetchall() == _BIG_ROWS[1:]
+    finally:
+        for c in others:
+            c.close()
     return pids
 
 

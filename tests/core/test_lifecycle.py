@@ -44,7 +44,8 @@ _WORKERS_SCRIPT = textwrap.dedent(
     conn.executemany("insert into big values (?)", [(i,) for i in range(1500)])
     conn.commit()
     conn.execute("select x from big").fetchall()
-    held = [conn.execute("select x from big") for _ in range(2)]  # two workers
+    second = mpsqlite.connect(sys.argv[1], workers=2)
+    held = [c.execute("select x from big") for c in (conn, second)]  # two workers
     for cur in held:
         cur.fetchall()
     if sys.argv[2] == "busy":
