@@ -175,7 +175,7 @@ class RemoteFetch:
 
     Mixed into a subclass of the cursor's own class, which the cursor takes
     on only while it serves a remote result; the first call of ``execute``,
-    ``executemany``, ``executescript`` or ``close`` puts the class back.
+    ``executemany`` or ``close`` puts the class back.
     """
 
     __slots__ = ()
@@ -235,8 +235,9 @@ class RemoteFetch:
         return self.executemany(*args, **kwargs)
 
     def executescript(self, *args: Any, **kwargs: Any) -> Any:
-        self._back_to_local()
-        return self.executescript(*args, **kwargs)
+        """sqlite3's executescript leaves the cursor's result being read: so does this."""
+        local: Any = self._local_class
+        return local.executescript(self, *args, **kwargs)
 
     def close(self) -> None:
         self._back_to_local()

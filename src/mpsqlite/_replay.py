@@ -87,7 +87,7 @@ class Replayed(sqlite3.Connection):
         global _STMT_TABLE
         if not _STMT_TABLE:
             return False  # SQLite built without the sqlite_stmt table: cannot tell
-        _cursor_execute(cursor, "SELECT 0 WHERE 0")  # ends the cursor's own previous read
+        _cursor_execute(cursor, "")  # ends its previous read; no description, as sqlite3
         busy: int
         try:
             (busy,) = self._own_query("SELECT count(*) FROM sqlite_stmt WHERE busy")

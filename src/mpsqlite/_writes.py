@@ -217,8 +217,9 @@ class GatedWrites(Replayed):
         level = _sql.sync_level(sql)
         if level is None:
             return run(cursor, sql)  # let SQLite judge it
-        self._sync_level = level
-        return run(cursor, "PRAGMA synchronous=" + ("NORMAL" if level >= 2 else str(level)))
+        done = run(cursor, "PRAGMA synchronous=" + ("NORMAL" if level >= 2 else str(level)))
+        self._sync_level = level  # not where SQLite refused it (inside a transaction)
+        return done
 
     def _raise_revoked(self) -> None:
         message, self._revoked = self._revoked, None

@@ -176,6 +176,15 @@ def test_synchronous_levels(conn, fsyncs, level, reported, fsynced):
     assert len(fsyncs.paths) == fsynced
 
 
+def test_a_level_refused_inside_a_transaction_is_not_kept(conn, fsyncs):
+    conn.execute("insert into w(v) values ('x')")
+    with pytest.raises(sqlite3.OperationalError, match="may not be changed inside a transaction"):
+        conn.execute("pragma synchronous = OFF")  # sqlite3's own refusal
+    conn.commit()
+    assert conn.execute("pragma synchronous").fetchone() == (2,)
+    assert len(fsyncs.paths) == 1  # still durable
+
+
 def test_without_group_commit_sqlite_syncs_itself(mp_connect, fsyncs):
     conn = mp_connect(group_commit=False)
     assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (2,)
