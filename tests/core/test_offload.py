@@ -470,3 +470,22 @@ def test_a_function_from_the_applications_own_module_reaches_the_workers(tmp_pat
     results, offloaded_count, restarts = json.loads(out.stdout)
     assert results == [0, 1, 2]
     assert (offloaded_count, restarts) == (2, 0)
+
+
+def test_executescript_leaves_a_remote_result_to_be_read_as_sqlite3(conn):
+    mark_heavy(conn, _ALL)
+    cur = conn.execute(_ALL)
+    assert cur.fetchone() == (0, "s0") and offloaded(conn) == 1
+    cur.executescript("create table other(x);")  # sqlite3 keeps the cursor's result
+    assert cur.fetchall() == _ALL_ROWS[1:]
+
+
+def test_a_read_that_fails_on_a_worker_leaves_no_description(conn, mp_connect):
+    mark_heavy(conn, _ALL)
+    cur = conn.execute("select 1 as one")
+    other = mp_connect()
+    other.execute("drop table big")
+    other.commit()
+    with pytest.raises(sqlite3.OperationalError, match="no such table: big"):
+        cur.execute(_ALL)
+    assert cur.description is None  # as after sqlite3's failed execute
