@@ -145,6 +145,9 @@ class Connection(GatedWrites):
         path, mode, level = _file_state(self)
         if path:
             self._attach_file(path, mode, level, wal, group_commit, workers)
+            # Reading the file's state loaded its schema: forget it, so that the first
+            # statement prepares against the schema of then, as on a new sqlite3 connection.
+            _exec(self, "PRAGMA writable_schema=RESET")
         if autocommit is not _UNSET:
             self.autocommit = autocommit
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from contextlib import closing
 
 import pytest
 
@@ -282,3 +283,23 @@ def test_autocommit_switch(connect, observer):
     assert conn.in_transaction is False
     conn.execute("insert into t values (1)")
     assert _committed(observer) == [(1,)]
+
+
+def test_a_new_connection_prepares_against_the_schema_of_its_first_statement(dbapi, db_path):
+    """A table another connection dropped after ours opened is missing at prepare time:
+    the failed UPDATE opens no transaction and holds no lock (mpsqlite's own statements
+    at connect must not leave the old schema cached)."""
+    with closing(sqlite3.connect(db_path)) as setup:
+        setup.execute("pragma journal_mode=wal")
+        setup.execute("create table t0(a)")
+        setup.execute("create table u(x)")
+        setup.commit()
+    with closing(dbapi.connect(str(db_path), timeout=0.2)) as con, \
+            closing(dbapi.connect(str(db_path), timeout=0.2)) as other:
+        other.execute("drop table t0")
+        other.commit()
+        with pytest.raises(sqlite3.OperationalError, match="no such table: t0"):
+            con.execute("update t0 set a = 1")
+        assert not con.in_transaction
+        other.execute("insert into u values (1)")  # no lock left behind
+        other.commit()

@@ -191,15 +191,19 @@ def _bind_error(params: Any) -> str | None:
 
 
 def stale_error_quirk(op: Op, want: dict[str, Any], got: dict[str, Any]) -> bool:
-    """CPython 3.11+: when binding fails on a statement found in the statement cache,
+    """CPython 3.11+: when binding fails on a statement found in the statement cache
+    (``execute``, or the first row of ``executemany``),
     sqlite3 raises the connection's last SQLite result instead (an earlier error, or even
     SQLITE_ROW 'another row available'). The two sides' caches differ (mpsqlite prepares
     statements of its own, and a read run on a worker is not prepared in the caller), so
     one side may raise the bind error and the other the stale result: that is a match."""
     a, b = want.get("raised"), got.get("raised")
-    if op[0] != "execute" or a is None or b is None:
+    if op[0] not in ("execute", "executemany") or a is None or b is None:
         return False
-    bind = _bind_error(op[4])
+    if op[0] == "execute":
+        bind = _bind_error(op[4])
+    else:  # the same quirk when executemany's first row fails to bind
+        bind = _bind_error(op[5][0]) if op[5] else None
     return bind is not None and any(
         bound["class"] == bind and stale["sqlite"] is not None
         for bound, stale in ((a, b), (b, a)))
