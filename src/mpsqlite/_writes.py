@@ -50,6 +50,7 @@ class GatedWrites(Replayed):
     _sync_level: int
     _op_lock: threading.RLock
     _temp_tables: frozenset[str] | None  # lower-case names in TEMP; None: not known now
+    _schema_read: bool
 
     def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
         """Run a statement that may write, inside the writer gate where it needs one."""
@@ -66,6 +67,8 @@ class GatedWrites(Replayed):
                 self._revoked = None
                 if not self.in_transaction:  # ROLLBACK acknowledges what was rolled back
                     return run(cursor, "", ())
+            if self._schema_read and k is Kind.WRITE:
+                self._refresh_schema()
             took = False
             if (k is Kind.WRITE or k is Kind.BEGIN or k is Kind.JOURNAL_MODE) and (
                     not self._gate_held) and not (k is Kind.WRITE and self._temp_only(run, sql)):
@@ -111,6 +114,15 @@ class GatedWrites(Replayed):
                         or _sql.dml_target(sql) is None):
                     self._temp_tables = None
             return result
+
+    def _refresh_schema(self) -> None:
+        """Before the first write: the schema mpsqlite's statements at connect loaded may
+        be stale, and a statement prepared on it would fail only after sqlite3's implicit
+        BEGIN. A read of the schema table reloads it if another connection changed it, so
+        the write prepares as on a new sqlite3 connection, which loads it then."""
+        self._schema_read = False
+        if self._local_only is None and not self.in_transaction:  # no callback to see it
+            _exec(self, "SELECT 1 FROM sqlite_schema LIMIT 0")
 
     def _temp_only(self, run: Callable[..., Any], sql: str) -> bool:
         """Whether a statement writes only a TEMP table of this connection, which takes no

@@ -134,6 +134,7 @@ class Connection(GatedWrites):
         self._local_only: str | None = None  # why this connection never offloads
         self._state_ok = False  # no TEMP objects or in-memory attachments (checked lazily)
         self._temp_tables: frozenset[str] | None = frozenset()
+        self._schema_read = False  # mpsqlite's own statements loaded the schema at connect
         self._udfs: frozenset[str] = frozenset()
         self._udf_sql: dict[str, bool] = {}
         self._connect = (os.fsdecode(database) if isinstance(database, (bytes, os.PathLike))
@@ -145,9 +146,7 @@ class Connection(GatedWrites):
         path, mode, level = _file_state(self)
         if path:
             self._attach_file(path, mode, level, wal, group_commit, workers)
-            # Reading the file's state loaded its schema: forget it, so that the first
-            # statement prepares against the schema of then, as on a new sqlite3 connection.
-            _exec(self, "PRAGMA writable_schema=RESET")
+            self._schema_read = True  # by the statements above
         if autocommit is not _UNSET:
             self.autocommit = autocommit
 

@@ -288,7 +288,7 @@ def test_autocommit_switch(connect, observer):
 def test_a_new_connection_prepares_against_the_schema_of_its_first_statement(dbapi, db_path):
     """A table another connection dropped after ours opened is missing at prepare time:
     the failed UPDATE opens no transaction and holds no lock (mpsqlite's own statements
-    at connect must not leave the old schema cached)."""
+    at connect must not make it prepare on the schema they loaded)."""
     with closing(sqlite3.connect(db_path)) as setup:
         setup.execute("pragma journal_mode=wal")
         setup.execute("create table t0(a)")
