@@ -71,7 +71,10 @@ def _driver_errors(method: _F) -> _F:
             err = _for_driver(exc, self.connection.driver)
             if err is exc:
                 raise
-            raise err.with_traceback(exc.__traceback__) from None
+            try:
+                raise err.with_traceback(exc.__traceback__) from None
+            finally:
+                del err  # no reference cycle through this frame
 
     return wrapper  # type: ignore[return-value]
 

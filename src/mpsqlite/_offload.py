@@ -126,7 +126,11 @@ class Remote:
                 stmt.add(monotonic() - t0)
         if status != w.OK:
             self.end()
-            raise payload
+            exc, payload = payload, None
+            try:
+                raise exc
+            finally:
+                del exc  # else this frame, in the traceback, holds it: a reference cycle
         rows, more = w.read_fetch_result(payload)
         self.rows.extend(rows)
         if not more:
@@ -334,7 +338,12 @@ def run_on_worker(db: Any, con: Any, key: int, version: int, blob: w.Settings, s
     h.known[key] = version
     if status == w.ERROR:
         pool.release(h)
-        raise payload
+        exc, payload, reply = payload, None, None
+        try:
+            raise exc
+        finally:
+            del exc  # else this frame, in the traceback, holds it: a reference cycle that
+            # keeps the cursor, and a closed connection's write lock, until a collection
     description, rows, more, cpu = w.read_exec_result(payload)
     if not more:
         pool.release(h)

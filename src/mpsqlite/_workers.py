@@ -110,7 +110,11 @@ class WorkerHandle:
                 if not self._started:
                     status, payload = self.chan.recv()
                     if status != w.OK:
-                        raise payload
+                        exc, payload = payload, None
+                        try:
+                            raise exc
+                        finally:
+                            del exc  # no reference cycle through this frame
                     self._started = True
                 if self.forgotten:
                     keys, self.forgotten = self.forgotten, []

@@ -6,12 +6,14 @@ text_factory or a cursor class with fetch methods of its own."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import weakref
 from contextlib import closing
 
 import pytest
@@ -489,3 +491,27 @@ def test_a_read_that_fails_on_a_worker_leaves_no_description(conn, mp_connect):
     with pytest.raises(sqlite3.OperationalError, match="no such table: big"):
         cur.execute(_ALL)
     assert cur.description is None  # as after sqlite3's failed execute
+
+
+def test_a_read_that_fails_on_a_worker_leaves_no_reference_cycle(conn, mp_connect):
+    """The error travels without a cycle through mpsqlite's frames: the cursor goes as
+    soon as it is dropped (a cursor kept alive would keep a closed connection open,
+    write lock included, until the garbage collector ran)."""
+    mark_heavy(conn, _ALL)
+    other = mp_connect()
+    other.execute("drop table big")
+    other.commit()
+    cur = conn.cursor()
+    gc.disable()
+    try:
+        try:
+            cur.execute(_ALL)
+        except sqlite3.OperationalError as exc:
+            assert "no such table: big" in str(exc)
+        else:
+            pytest.fail("the read did not fail")
+        gone = weakref.ref(cur)
+        del cur
+        assert gone() is None
+    finally:
+        gc.enable()
