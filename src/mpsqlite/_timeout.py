@@ -82,8 +82,8 @@ class Clock:
         self.deadline = Deadline(interrupt) if limit is not None else None
 
     def call(self, stmt: Statement, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(*args)`` as one call of ``stmt`` (another driver's execute or fetch), timed;
-        the driver's error for an interrupt it caused says why."""
+        """``fn(*args)`` as one call of ``stmt`` (a fetch, or another driver's execute),
+        timed; the error for an interrupt it caused says why."""
         dl = self.deadline
         t0 = stmt.started = monotonic()
         if dl is not None:
@@ -188,25 +188,11 @@ class TimedFetch:
 
     def _fetch(self, fn: Callable[..., _T], *args: Any) -> _T:
         stmt = self._stmt
-        dl = stmt.clock.deadline
-        t0 = stmt.started = monotonic()
-        if dl is not None:
-            dl.arm(stmt, t0 + stmt.clock.limit - stmt.spent, t0)  # type: ignore[operator]
         try:
-            rows = fn(self, *args)
-        except sqlite3.OperationalError as exc:  # the statement failed: it is over
-            self.__class__ = self._local_class  # type: ignore[assignment]
-            if dl is not None and dl.disarm(stmt) and interrupted(exc):
-                raise exceeded(exc, stmt.clock.limit) from exc  # type: ignore[arg-type]
-            raise
-        except BaseException:  # StopIteration: it is over
+            rows = stmt.clock.call(stmt, fn, self, *args)
+        except BaseException:  # it failed, or StopIteration: the statement is over
             self.__class__ = self._local_class  # type: ignore[assignment]
             raise
-        finally:
-            if dl is not None:
-                dl.disarm(stmt)
-            stmt.started = None
-            stmt.add(monotonic() - t0)
         if not rows:
             self.__class__ = self._local_class  # type: ignore[assignment]
         return rows
