@@ -82,8 +82,8 @@ class Clock:
         self.deadline = Deadline(interrupt) if limit is not None else None
 
     def call(self, stmt: Statement, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(*args)`` as one call of ``stmt`` (a fetch, or another driver's execute),
-        timed; the error for an interrupt it caused says why."""
+        """``fn(*args)`` as one call of ``stmt`` (an execute or a fetch), timed; the error
+        for an interrupt it caused says why."""
         dl = self.deadline
         t0 = stmt.started = monotonic()
         if dl is not None:
@@ -105,23 +105,11 @@ class Clock:
         if isinstance(cursor, TimedFetch):  # the timed fetches of its last SELECT
             cursor.__class__ = cursor._local_class  # type: ignore[assignment]
         stmt = cursor._stmt = Statement(self, sql)
-        dl = self.deadline
-        t0 = stmt.started = monotonic()
-        if dl is not None:
-            dl.arm(stmt, t0 + self.limit, t0)  # type: ignore[operator]
         cursor._clocked = True
         try:
-            result = method(cursor, sql, *args)
-        except sqlite3.OperationalError as exc:
-            if dl is not None and dl.disarm(stmt) and interrupted(exc):
-                raise exceeded(exc, self.limit) from exc  # type: ignore[arg-type]
-            raise
+            result = self.call(stmt, method, cursor, sql, *args)
         finally:
             cursor._clocked = False
-            if dl is not None:
-                dl.disarm(stmt)
-            stmt.started = None
-            stmt.add(monotonic() - t0)
         if cursor.description is not None and "_remote" not in cursor.__dict__:
             cursor.__class__ = timed_class(type(cursor))  # its fetches still run the statement
         return result
