@@ -30,6 +30,12 @@ _BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError,
                 ValueError)
 
 
+def _dml_target(run: Callable[..., Any], sql: str) -> tuple[str, str] | None:
+    """The table a plain INSERT/UPDATE/DELETE run by ``execute``/``executemany`` writes
+    (:func:`_sql.dml_target`); None for anything else, a script included."""
+    return _sql.dml_target(sql) if run is _execute or run is _executemany else None
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     """SQLITE_BUSY (or BUSY_SNAPSHOT); 3.10's exceptions carry no error code."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -109,10 +115,8 @@ class GatedWrites(Replayed):
                 self._journal_changed()
             if k is Kind.WRITE or k is Kind.ATTACH or k is Kind.TEMP:
                 self._state_ok = False
-                if k is not Kind.ATTACH and (k is Kind.TEMP or (
-                        run is not _execute and run is not _executemany)
-                        or _sql.dml_target(sql) is None):
-                    self._temp_tables = None
+            if k is Kind.TEMP or (k is Kind.WRITE and _dml_target(run, sql) is None):
+                self._temp_tables = None  # the TEMP schema may have changed
             return result
 
     def _refresh_schema(self) -> None:
@@ -127,9 +131,9 @@ class GatedWrites(Replayed):
     def _temp_only(self, run: Callable[..., Any], sql: str) -> bool:
         """Whether a statement writes only a TEMP table of this connection, which takes no
         lock on the database file (sqlite3 lets it run beside another's write)."""
-        if (run is not _execute and run is not _executemany) or self._local_only is not None:
+        if self._local_only is not None:
             return False  # a callback would see mpsqlite's own query below
-        target = _sql.dml_target(sql)
+        target = _dml_target(run, sql)
         if target is None or target[0] not in ("", "temp"):
             return False
         tables = self._temp_tables
