@@ -26,7 +26,12 @@ LINGER_SECONDS = 10.0
 #: Most databases kept after their last close for their link to the writer queue of
 #: other processes alone (a relink costs a millisecond or two; each link is a thread).
 IDLE_LINKS = 4
+#: Most databases kept after their last close with neither workers nor a link, so that a
+#: connection per request finds its gate and counters instead of building them again
+#: (the oldest is dropped to make room; the reaper drops them too if it runs).
+IDLE_PLAIN = 8
 _HEAVY_LIMIT = 4096
+_CPUS = os.cpu_count() or 1  # the default pool size
 
 
 class Database:
@@ -214,8 +219,10 @@ class _Registry:
                 threading.Thread(target=db.stop, daemon=True).start()
                 db = None
             if db is None:
-                db = Database(key, path, workers or os.cpu_count() or 1, driver)
+                db = Database(key, path, workers or _CPUS, driver)
                 self.databases[key] = db
+            elif db.refs == 0 and not db.has_workers:
+                db.resize(workers or _CPUS)  # kept idle, not open: sized as a new one
             elif workers is not None and workers != db.size:
                 db.resize(workers)
             db.refs += 1
@@ -227,20 +234,22 @@ class _Registry:
             if db.refs > 0:
                 return
             db.idle_since = time.monotonic()
-            if not db.lingers:
-                if self.databases.get(db.key) is db:
-                    self._drop(db)
+            if self.databases.get(db.key) is not db:
                 return
-            idle = [d for d in self.databases.values()
-                    if d.refs == 0 and d.linked and not d.has_workers]
-            excess = sorted(idle, key=lambda d: d.idle_since)[:max(len(idle) - IDLE_LINKS, 0)]
+            excess = []
+            for keep, linked in ((IDLE_LINKS, True), (IDLE_PLAIN, False)):
+                idle = [d for d in self.databases.values()
+                        if d.refs == 0 and not d.has_workers and d.linked is linked]
+                excess += sorted(idle, key=lambda d: d.idle_since)[:max(len(idle) - keep, 0)]
             for old in excess:
                 self._drop(old)
-            if self._reaper is None or not self._reaper.is_alive():
+            # Only what lingers needs the reaper (an idle plain entry just waits to be
+            # reused or pushed out). A running one wakes no later than this database is due,
+            # as every one idles LINGER_SECONDS: it need not be woken (a switch per close).
+            if db.lingers and (self._reaper is None or not self._reaper.is_alive()):
                 self._reaper = threading.Thread(
                     target=self._reap, name="mpsqlite-reaper", daemon=True)
                 self._reaper.start()
-            self._wake.notify()
         for old in excess:
             old.stop()  # outside the lock
 
@@ -269,7 +278,7 @@ class _Registry:
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:
-            dbs = list(self.databases.values())
+            dbs = [db for db in self.databases.values() if db.refs or db.lingers]
         return [db.status() for db in dbs]
 
     def shutdown(self) -> None:

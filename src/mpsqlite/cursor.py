@@ -82,7 +82,9 @@ class Cursor(sqlite3.Cursor):
                     db.judge(sql, True)
                 return self
             self._t0 = None
-            return _execute(self, sql, parameters)
+            _execute(self, sql, parameters)
+            con._schema_read = False  # the read checked the schema: a write prepares on it
+            return self
         self._judge = None
         done: Cursor = con._write(_execute, self, sql, parameters, k)
         return done

@@ -10,7 +10,7 @@ from contextlib import closing
 import pytest
 
 import mpsqlite
-from mpsqlite import _database
+from mpsqlite import _database, metrics
 from tests.core._heavy import BIG, fill_big, offload
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,13 +35,46 @@ def test_pool_status_has_one_entry_per_database(mp_connect, db_path, tmp_path):
     assert [other.pool_status()] == _entries(tmp_path / "other.db")
 
 
-def test_a_database_without_workers_is_forgotten_at_its_last_close(db_path):
+def test_a_database_without_workers_leaves_pool_status_at_its_last_close(db_path):
     conn = mpsqlite.connect(str(db_path), workers=2, coordinate=False)
     conn.execute("create table t(x)")
     conn.commit()
     assert len(_entries(db_path)) == 1
     conn.close()
     assert _entries(db_path) == []
+
+
+def test_a_connection_per_request_reuses_its_files_entry_and_starts_no_thread(db_path):
+    """The gate, group commit and counters of a closed file are kept for the next connect
+    (building them is a tenth of a connect), without a thread to expire them."""
+    import threading
+    before = threading.active_count()
+    first = mpsqlite.connect(str(db_path), workers=2)
+    first.execute("create table t(x)")
+    first.commit()
+    kept = first._db
+    first.close()
+    assert threading.active_count() == before
+    second = mpsqlite.connect(str(db_path))
+    try:
+        assert second._db is kept
+        assert second.pool_status()["size"] == (os.cpu_count() or 1)  # sized as a new one
+        second.execute("insert into t values (1)")
+        second.commit()
+        assert metrics.snapshot()[str(db_path)]["caller_writes"] == 2
+    finally:
+        second.close()
+
+
+def test_files_kept_idle_without_workers_or_link_are_bounded(tmp_path):
+    paths = [tmp_path / f"f{i}.db" for i in range(3 * _database.IDLE_PLAIN)]
+    for path in paths:
+        with closing(mpsqlite.connect(str(path), coordinate=False)) as conn:
+            conn.execute("create table t(x)")
+            conn.commit()
+    kept = {db.path for db in _database.registry.databases.values()
+            if db.refs == 0 and not db.linked}
+    assert kept == {str(p) for p in paths[-_database.IDLE_PLAIN:]}  # the most recently closed
 
 
 def test_files_kept_for_their_writer_queue_link_alone_are_bounded(tmp_path):
