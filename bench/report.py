@@ -115,7 +115,7 @@ CAPTION = (
     "Throughput and p99: each side's median over the repetitions."
 )
 _UNITS = {"queries/s": "q/s"}
-_RATIO_WIDTH = 20
+_RATIO_WIDTH = 22  # "11.74x (10.59-12.22)" and a space
 _HEADER = "ratio (min-max)".ljust(_RATIO_WIDTH) + "mpsqlite vs plain"
 
 
@@ -183,7 +183,7 @@ def _annotation(r: dict[str, Any]) -> str:
     spread = ""
     if r.get("ratio_min") is not None and r.get("ratios") and len(r["ratios"]) > 1:
         spread = f" ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
-    text = (f"{r['ratio']:.2f}x{spread}".ljust(_RATIO_WIDTH)
+    text = (f"{r['ratio']:.2f}x{spread} ".ljust(_RATIO_WIDTH)
             + f"{short_num(mp.get('throughput'))} vs {short_num(plain.get('throughput'))} {unit}")
     if unit == "req/s" and (mp.get("p99_ms") or plain.get("p99_ms")):
         text += f", p99 {_ms(mp.get('p99_ms'))} vs {_ms(plain.get('p99_ms'))} ms"

@@ -5,7 +5,9 @@ its path, so a file deleted or replaced while connections live is a new
 database to the next ``connect()``. It holds the writer gate, group commit,
 the offload policy's memory and, once a statement needs one, the worker pool.
 Workers of a database nobody uses any more stop after ``LINGER_SECONDS``;
-one reaper thread serves every database.
+one reaper thread serves every database. A few closed files without workers
+stay known (``IDLE_PLAIN``), so that a connection per request does not build
+its file's gate and counters again.
 """
 
 from __future__ import annotations
