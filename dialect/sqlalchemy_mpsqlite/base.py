@@ -55,7 +55,10 @@ dialect switches it off and emits BEGIN itself, lazily; ``begin=`` says when:
   everything is one SQLite transaction inside the file's writer gate: reads see
   the transaction's own writes, SAVEPOINT (``begin_nested()``) and DDL are
   transactional, and a read-then-write transaction never fails to upgrade its
-  lock (its reads were not in it).
+  lock (its reads were not in it).  The BEGIN is deferred when that statement
+  writes (it takes the gate and the lock of the database it writes), and
+  ``BEGIN IMMEDIATE`` when it is a SAVEPOINT; so an attached database is locked
+  only once the transaction writes it.
 * ``begin=deferred``: right before the first statement, whatever it is.  A
   ``Session`` is then one SQLite transaction from its first statement, its
   reads all from one snapshot.  As in sqlite3, a deferred transaction takes the
@@ -112,11 +115,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.url import URL
 
 _BEGIN_SQL = {
-    "write": "BEGIN IMMEDIATE",  # the first statement writes (or is a SAVEPOINT): queue now
+    "write": "BEGIN IMMEDIATE",  # the first statement is a SAVEPOINT (a write: BEGIN): queue now
     "deferred": "BEGIN",
     "immediate": "BEGIN IMMEDIATE",
     "exclusive": "BEGIN EXCLUSIVE",
 }
+
+_WRITES_AT_ONCE = frozenset({Kind.WRITE, Kind.TEMP})  # begin=write: no IMMEDIATE needed
 
 _OUTSIDE_TRANSACTION = frozenset({
     Kind.READ, Kind.EMPTY, Kind.PRAGMA_SET, Kind.SYNC_SET, Kind.SYNC_QUERY, Kind.ATTACH,
@@ -278,7 +283,12 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
                 self._pending_begin.discard(conn)
                 # a BEGIN of the caller's own (e.g. "BEGIN IMMEDIATE") replaces ours
                 if statement.lstrip()[:5].upper() != "BEGIN":
-                    cursor.execute(_BEGIN_SQL[self.begin_mode])
+                    begin = _BEGIN_SQL[self.begin_mode]
+                    if self.begin_mode == "write" and kind(statement) in _WRITES_AT_ONCE:
+                        # it takes the writer gate and the lock of what it writes itself;
+                        # BEGIN IMMEDIATE would also lock every attached database
+                        begin = "BEGIN"
+                    cursor.execute(begin)
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
         self._begin_if_pending(cursor, statement)

@@ -418,3 +418,32 @@ def test_a_begin_of_the_applications_own_replaces_the_pending_one(make_engine):
         conn.exec_driver_sql("insert into r values (1)")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("select x from r").fetchall() == [(1,)]
+
+
+def test_a_write_transaction_locks_an_attached_database_only_when_it_writes_it(
+        make_engine, tmp_path) -> None:
+    """begin=write opens with the first write; BEGIN IMMEDIATE there took the write lock of
+    every attached database too, so a write to the main file waited for (and failed on) a
+    writer of an archive it never touched. Stock ``sqlite://`` writes it at once."""
+    archive = tmp_path / "archive.db"
+    with sqlite3.connect(str(archive)) as setup:
+        setup.execute("pragma journal_mode=wal")
+        setup.execute("create table old (x)")
+    engine = make_engine("timeout=0.5")
+    metadata.create_all(engine)
+    event.listen(engine, "connect",
+                 lambda dbapi, _rec: dbapi.execute(f"ATTACH '{archive}' AS archive"))
+    engine.dispose()  # the next connection attaches it
+    holder = sqlite3.connect(str(archive), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer of the archive, mid-transaction
+    try:
+        with engine.begin() as conn:
+            conn.execute(item.insert().values(n=7))
+        with engine.connect() as conn:
+            assert conn.execute(select(item.c.n)).scalars().all() == [7]
+        with pytest.raises(exc.OperationalError, match="locked"):
+            with engine.begin() as conn:  # writing the archive does wait for its writer
+                conn.exec_driver_sql("insert into archive.old values (1)")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
