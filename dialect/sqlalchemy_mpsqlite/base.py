@@ -276,18 +276,20 @@ class MPSQLiteDialect(SQLiteDialect_pysqlite):
                 if conn.in_transaction:  # a BEGIN of the application's own went out first
                     self._pending_begin.discard(conn)
                     return
-                if self.begin_mode == "write" and kind(statement) in _OUTSIDE_TRANSACTION:
-                    # reads before the first write stay outside the transaction, and so do
-                    # connection settings, which SQLite ignores or refuses inside one
-                    return
-                self._pending_begin.discard(conn)
-                # a BEGIN of the caller's own (e.g. "BEGIN IMMEDIATE") replaces ours
-                if statement.lstrip()[:5].upper() != "BEGIN":
-                    begin = _BEGIN_SQL[self.begin_mode]
-                    if self.begin_mode == "write" and kind(statement) in _WRITES_AT_ONCE:
+                begin = _BEGIN_SQL[self.begin_mode]
+                if self.begin_mode == "write":
+                    k = kind(statement)
+                    if k in _OUTSIDE_TRANSACTION:
+                        # reads before the first write stay outside the transaction, and so
+                        # do connection settings, which SQLite ignores or refuses inside one
+                        return
+                    if k in _WRITES_AT_ONCE:
                         # it takes the writer gate and the lock of what it writes itself;
                         # BEGIN IMMEDIATE would also lock every attached database
                         begin = "BEGIN"
+                self._pending_begin.discard(conn)
+                # a BEGIN of the caller's own (e.g. "BEGIN IMMEDIATE") replaces ours
+                if statement.lstrip()[:5].upper() != "BEGIN":
                     cursor.execute(begin)
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
