@@ -12,10 +12,11 @@ URLs: ``sqlite+mpsqlite:///relative/app.db``, ``sqlite+mpsqlite:////abs/app.db``
 connection), ``sqlite+mpsqlite:///file:app.db?mode=ro&uri=true``. Query options
 go to ``mpsqlite.connect()`` (``workers``, ``timeout``, ``wal``, ...); unknown
 names and bad values raise ``ArgumentError``. ``begin=write`` (the default)
-sends ``BEGIN IMMEDIATE`` right before a transaction's first write, so a
-read-then-write session queues in the writer gate instead of failing with
-``database is locked``; ``deferred``, ``immediate``, ``exclusive`` and ``driver``
-are the alternatives. Types, DDL, reflection and the SQL compiler are stock.
+sends ``BEGIN`` right before a transaction's first write (``BEGIN IMMEDIATE``
+before a first SAVEPOINT), so a read-then-write session queues in the writer gate
+instead of failing with ``database is locked``; ``deferred``, ``immediate``,
+``exclusive`` and ``driver`` are the alternatives. Types, DDL, reflection and the SQL
+compiler are stock.
 
 The full user documentation is the docstring of :mod:`sqlalchemy_mpsqlite.base`
 (and ``docs/sqlalchemy.md``). The dialect (and with it SQLAlchemy) is imported
