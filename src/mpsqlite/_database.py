@@ -245,13 +245,15 @@ class _Registry:
                 excess += sorted(idle, key=lambda d: d.idle_since)[:max(len(idle) - keep, 0)]
             for old in excess:
                 self._drop(old)
-            # Only what lingers needs the reaper (an idle plain entry just waits to be
-            # reused or pushed out). A running one wakes no later than this database is due,
-            # as every one idles LINGER_SECONDS: it need not be woken (a switch per close).
-            if db.lingers and (self._reaper is None or not self._reaper.is_alive()):
-                self._reaper = threading.Thread(
-                    target=self._reap, name="mpsqlite-reaper", daemon=True)
-                self._reaper.start()
+            # Only what lingers needs the reaper: an idle plain entry just waits to be
+            # reused or pushed out, with no thread woken at its close.
+            if db.lingers:
+                if self._reaper is None or not self._reaper.is_alive():
+                    self._reaper = threading.Thread(
+                        target=self._reap, name="mpsqlite-reaper", daemon=True)
+                    self._reaper.start()
+                else:
+                    self._wake.notify()  # LINGER_SECONDS may have changed meanwhile
         for old in excess:
             old.stop()  # outside the lock
 
