@@ -242,10 +242,22 @@ def test_multiprocess_two_processes_one_scrape(tmp_path, db_path):
             return got.get(("mpsqlite_statements_total", tuple(sorted(
                 {"database": str(db_path), "where": "workers", "kind": "read"}.items()))), 0)
 
+        def settled(got: dict) -> tuple:
+            def get(name: str, **labels: str) -> float:
+                return got.get((name, tuple(sorted({"database": str(db_path),
+                                                    **labels}.items()))), 0)
+
+            return (writes(got), worker_reads(got), get("mpsqlite_commits_total"),
+                    get("mpsqlite_statements_total", where="caller", kind="read"),
+                    get("mpsqlite_workers_alive"),  # livesum of both
+                    get("mpsqlite_writer_wait_seconds_count"))
+
+        # The other process's thread adds its counts one metric at a time, so a scrape
+        # can fall between two of them: wait until every figure below is in.
         got = merged()
         deadline = time.monotonic() + 30
-        while (writes(got), worker_reads(got)) != (18, 2) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the other process's thread adds its counts meanwhile
+        while settled(got) != (18, 2, 18, 2, 2, 18) and time.monotonic() < deadline:
+            time.sleep(0.05)
             got = merged()
         assert writes(got) == 18
         assert sample(got, "mpsqlite_commits_total", db_path) == 18
@@ -254,7 +266,7 @@ def test_multiprocess_two_processes_one_scrape(tmp_path, db_path):
                       kind="read") == 2
         assert sample(got, "mpsqlite_statements_total", db_path, where="caller",
                       kind="read") == 2
-        assert sample(got, "mpsqlite_workers_alive", db_path) == 2  # livesum of both
+        assert sample(got, "mpsqlite_workers_alive", db_path) == 2
         assert sample(got, "mpsqlite_writer_wait_seconds_count", db_path) == 18
         # the parent reads the same files with prometheus_client's own collector
         reg = CollectorRegistry()
