@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from contextlib import closing
 
@@ -162,6 +164,64 @@ def test_a_new_files_switch_to_wal_is_made_durable_by_one_sync_of_the_file(
     conn.close()
     assert mp_connect().execute("pragma journal_mode").fetchone() == ("wal",)
     assert fsyncs.paths == [str(db_path)]  # an existing WAL file: nothing to switch
+
+
+def _created_in(folder, action) -> list[str]:
+    """Names of the files created in ``folder`` while ``action()`` runs (Linux inotify:
+    SQLite opens its files in C, where no Python hook sees them)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    in_create, in_nonblock = 0x100, 0o4000
+    fd = libc.inotify_init1(in_nonblock)
+    if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(folder), in_create) < 0:
+        pytest.fail(f"inotify failed: {os.strerror(ctypes.get_errno())}")
+    try:
+        action()
+        names, data = [], b""
+        while True:
+            try:
+                data += os.read(fd, 65536)
+            except BlockingIOError:
+                break
+        while data:  # struct inotify_event: wd, mask, cookie, len, name[len]
+            length = int.from_bytes(data[12:16], "little")
+            names.append(data[16:16 + length].rstrip(b"\0").decode())
+            data = data[16 + length:]
+        return names
+    finally:
+        os.close(fd)
+
+
+def test_a_new_files_switch_to_wal_makes_no_rollback_journal(mp_connect, db_path):
+    """The header of a new file is written under an in-memory journal (an unsynced
+    journal file would protect nothing): only the file, its -wal and -shm appear."""
+    def first_file() -> None:
+        conn = mp_connect()
+        conn.execute("create table t(x)")
+        assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
+
+    created = _created_in(db_path.parent, first_file)
+    assert sorted(created) == sorted(db_path.name + end for end in ("", "-wal", "-shm"))
+
+
+def test_a_new_file_whose_switch_fails_keeps_its_journal_mode(mp_connect, db_path):
+    """Another process's write lock on the new file refuses the switch: the connection is left
+    in the rollback-journal mode it had, not in the in-memory one the switch used."""
+    db_path.touch()
+    code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+            " c.execute('begin immediate'); print('locked', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(db_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        conn = mp_connect(timeout=0.1)
+        assert _sqlite_execute(conn, "pragma journal_mode").fetchone() == ("delete",)
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert holder.returncode == 0
 
 
 @pytest.mark.parametrize(
