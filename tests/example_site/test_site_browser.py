@@ -70,12 +70,11 @@ def test_list_create_search_status(server: tuple[str, Path, Path], browser) -> N
 
     base, db, log = server
     assert "seeding books" in log.read_text()  # the first run showed its progress
-    wait = WebDriverWait(browser, 30)
-    # For the page a click navigates to: while the old document goes, chromedriver can
-    # answer a read of one of its nodes with "Node with given id does not belong to the
-    # document" (a plain WebDriverException, seen once in CI). The wait then tries again;
-    # a page that never shows what is awaited still fails it, after 30 s.
-    arrive = WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,))
+    # While a page goes (a click navigated, the status page replaced its numbers),
+    # chromedriver can answer a read of one of its nodes with "Node with given id does not
+    # belong to the document" (a plain WebDriverException, seen once in CI). The wait then
+    # tries again; a page that never shows what is awaited still fails it, after 30 s.
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,))
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
 
@@ -90,7 +89,7 @@ def test_list_create_search_status(server: tuple[str, Path, Path], browser) -> N
     assert "Page 1 of" in browser.find_element(By.CLASS_NAME, "pageinfo").text
     _shot(browser, "01_books")
     browser.find_element(By.LINK_TEXT, "Next ›").click()
-    arrive.until(ec.text_to_be_present_in_element((By.CLASS_NAME, "pageinfo"), "Page 2 of"))
+    wait.until(ec.text_to_be_present_in_element((By.CLASS_NAME, "pageinfo"), "Page 2 of"))
 
     # 2. create a book: first with an error, then fixed
     browser.find_element(By.LINK_TEXT, "Books").click()
@@ -109,13 +108,13 @@ def test_list_create_search_status(server: tuple[str, Path, Path], browser) -> N
     for name, value in values.items():
         form.find_element(By.NAME, name).send_keys(value)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    error = arrive.until(ec.presence_of_element_located((By.ID, "err-title")))
+    error = wait.until(ec.presence_of_element_located((By.ID, "err-title")))
     assert error.text == "Title is required."
     assert count_rows(db, "book", "isbn = ?", ("978-5-55555-555-5",)) == 0
     _shot(browser, "02_form_error")
     browser.find_element(By.NAME, "title").send_keys("Herons of Selenium")
     browser.find_element(By.CSS_SELECTOR, "#book-form button[type=submit]").click()
-    arrive.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Herons of Selenium"))
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Herons of Selenium"))
     book_id = int(browser.current_url.rstrip("/").rsplit("/", 1)[1])
     assert fetch_one(db, "SELECT title, price_cents, author_id FROM book WHERE id = ?",
                      (book_id,)) == ("Herons of Selenium", 2100, 3)
@@ -124,7 +123,7 @@ def test_list_create_search_status(server: tuple[str, Path, Path], browser) -> N
     # 3. search for it from the navigation bar
     box = browser.find_element(By.CSS_SELECTOR, ".navsearch input")
     box.send_keys("quixotic heron", Keys.ENTER)
-    arrive.until(ec.presence_of_element_located((By.ID, "result-count")))
+    wait.until(ec.presence_of_element_located((By.ID, "result-count")))
     links = [a.get_attribute("href") for a in
              browser.find_elements(By.CSS_SELECTOR, ".results a.title")]
     assert links == [f"{base}/books/{book_id}"]
