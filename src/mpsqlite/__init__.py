@@ -105,7 +105,22 @@ def connect(database: Any, *args: Any, **kwargs: Any) -> Any:
         return DriverConnection(database, driver, **kwargs)
     kwargs.pop("driver_kwargs", None)
     factory = args[4] if len(args) > 4 else kwargs.get("factory")
+    if args and _POSITIONAL_DEPRECATED:
+        # As sqlite3 3.13 warns from C, at the caller's line: for connect(), and for
+        # Connection() when that is the factory (another factory's __init__ calls it).
+        for name in ("sqlite3.connect", *(("_sqlite3.Connection",)
+                                          if factory in (None, Connection) else ())):
+            warnings.warn(f"Passing more than 1 positional argument to {name}() is "
+                          f"deprecated. {_KEYWORD_ONLY_LATER}", DeprecationWarning,
+                          stacklevel=2)
     return (factory or Connection)(database, *args, **kwargs)
+
+
+_POSITIONAL_DEPRECATED = _sys.version_info >= (3, 13)
+_KEYWORD_ONLY_LATER = (
+    "Parameters 'timeout', 'detect_types', 'isolation_level', 'check_same_thread', "
+    "'factory', 'cached_statements' and 'uri' will become keyword-only parameters in "
+    "Python 3.15.")
 
 
 def _connect_signature() -> inspect.Signature:

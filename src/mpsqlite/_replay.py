@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
+import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import _sql
@@ -19,6 +21,38 @@ if TYPE_CHECKING:
     from ._wire import Settings
 
 _cursor_execute = sqlite3.Cursor.execute
+#: Python 3.13 deprecates passing these methods' leading parameters by keyword.
+_KEYWORDS_DEPRECATED = sys.version_info >= (3, 13)
+_POSITIONAL_LATER = {
+    "create_function": ("name", "narg", "func"),
+    "create_aggregate": ("name", "n_arg", "aggregate_class"),
+    "set_authorizer": ("authorizer_callback",),
+    "set_progress_handler": ("progress_handler",),
+    "set_trace_callback": ("trace_callback",),
+}
+
+
+def _names(names: tuple[str, ...]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def by_position(method: str, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Python 3.13's warning for ``method``'s leading parameters passed by keyword, raised
+    at the caller of mpsqlite's override (sqlite3 raises it from C at its caller's line),
+    and the arguments with those passed by position, so that sqlite3 does not warn again."""
+    names = _POSITIONAL_LATER[method]
+    rest = names[len(args):]
+    if not _KEYWORDS_DEPRECATED or not rest or not all(n in kwargs for n in rest):
+        return args, kwargs  # nothing to say, or sqlite3's TypeError for a missing one
+    s = "s" if len(names) > 1 else ""
+    warnings.warn(f"Passing keyword argument{s} {_names(names)} to "
+                  f"_sqlite3.Connection.{method}() is deprecated. Parameter{s} "
+                  f"{_names(names)} will become positional-only in Python 3.15.",
+                  DeprecationWarning, stacklevel=3)
+    kwargs = dict(kwargs)
+    return (*args, *(kwargs.pop(n) for n in rest)), kwargs
 
 
 def _exec(con: sqlite3.Connection, sql: str, params: Any = ()) -> sqlite3.Cursor:
@@ -138,6 +172,8 @@ class Replayed(sqlite3.Connection):
         self._record(key, ("call", (method, args, kwargs)))
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs:
+            args, kwargs = by_position("create_function", args, kwargs)
         super().create_function(*args, **kwargs)
         name = args[0] if args else kwargs.get("name")
         narg = args[1] if len(args) > 1 else kwargs.get("narg", kwargs.get("num_params"))
@@ -147,6 +183,8 @@ class Replayed(sqlite3.Connection):
         self._udf_sql.clear()
 
     def create_aggregate(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs:
+            args, kwargs = by_position("create_aggregate", args, kwargs)
         super().create_aggregate(*args, **kwargs)
         self._registered("create_aggregate", args, kwargs, 2)
         name = args[0] if args else kwargs.get("name")
@@ -171,14 +209,20 @@ class Replayed(sqlite3.Connection):
         return old
 
     def set_authorizer(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs:
+            args, kwargs = by_position("set_authorizer", args, kwargs)
         super().set_authorizer(*args, **kwargs)
         self._callback_set("authorizer", args, kwargs)
 
     def set_progress_handler(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs:
+            args, kwargs = by_position("set_progress_handler", args, kwargs)
         super().set_progress_handler(*args, **kwargs)
         self._callback_set("progress handler", args, kwargs)
 
     def set_trace_callback(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs:
+            args, kwargs = by_position("set_trace_callback", args, kwargs)
         super().set_trace_callback(*args, **kwargs)
         self._callback_set("trace callback", args, kwargs)
 

@@ -61,6 +61,34 @@ def _file_state(con: sqlite3.Connection) -> tuple[str, str, int]:
     return (os.fsdecode(path) if path else ""), (mode or b"").decode(), level
 
 
+def _busy_ms(timeout: Any) -> int | None:
+    """The busy timeout sqlite3 set for ``timeout`` (C's ``(int)(timeout*1000)``), or None
+    where C's conversion is undefined (not finite, out of range)."""
+    try:
+        ms = int(float(timeout) * 1000)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return ms if -(2**31) <= ms < 2**31 else None
+
+
+def _file_state_now(con: sqlite3.Connection, busy_ms: int | None,
+                    waits: bool = True) -> tuple[str, str, int] | None:
+    """:func:`_file_state` without waiting for another process's lock, then the busy
+    timeout ``busy_ms`` (None: the one set now; ``waits``: it is not 0 yet). None where
+    the file is locked or is no database, which sqlite3.connect does not notice (its
+    first statement that reads the file waits for the lock, or fails)."""
+    if busy_ms is None:
+        (busy_ms,) = _exec(con, "PRAGMA busy_timeout").fetchone()
+    if waits:
+        _exec(con, "PRAGMA busy_timeout=0")
+    try:
+        return _file_state(con)
+    except sqlite3.Error:
+        return None
+    finally:
+        _exec(con, f"PRAGMA busy_timeout={busy_ms}")
+
+
 class Connection(GatedWrites):
     """A sqlite3 connection with a writer gate, group commit and offload (module docstring)."""
 
@@ -108,7 +136,11 @@ class Connection(GatedWrites):
             raise TypeError("'autocommit' is an invalid keyword argument for Connection()")
         if self._db is not None:  # __init__ called again on an open connection
             self._release()
-        super().__init__(database, timeout=timeout, detect_types=detect_types,
+        # mpsqlite's statements at connect must not wait for another process's lock, as
+        # sqlite3.connect does not: sqlite3 sets no busy timeout until they have run.
+        busy_ms = _busy_ms(timeout) if type(timeout) in (int, float) else None
+        super().__init__(database, timeout=0 if busy_ms is not None else timeout,
+                         detect_types=detect_types,
                          isolation_level=isolation_level,  # type: ignore[arg-type]  # "" too
                          check_same_thread=check_same_thread,
                          factory=_base, cached_statements=cached_statements, uri=uri)
@@ -141,12 +173,32 @@ class Connection(GatedWrites):
         if statement_timeout is not None or log_slow_statements is not None:
             self._clock = Clock(interrupter(self), statement_timeout, log_slow_statements,
                                 self._connect[0])
-        path, mode, level = _file_state(self)
-        if path:
-            self._attach_file(path, mode, level, wal, group_commit, workers)
+        self._attach_later: tuple[bool, bool, int | None] | None = None
+        state = _file_state_now(self, busy_ms, busy_ms is None)
+        if state is None:
+            self._attach_later = (wal, group_commit, workers)
+        elif state[0]:
+            self._attach_file(*state, wal, group_commit, workers)
             self._schema_read = True  # by the statements above
         if autocommit is not _UNSET:
             self.autocommit = autocommit
+
+    def _attach_now(self) -> bool:
+        """A file that was locked by another process (or unreadable) at connect: take it up
+        as connect() would have, if that can be done at once and unseen. Until then the
+        connection is plain sqlite3, without gate, group commit or offload."""
+        with self._op_lock:
+            later = self._attach_later
+            if later is None or self._local_only is not None or self.in_transaction:
+                return self._db is not None  # a callback would see mpsqlite's statements
+            state = _file_state_now(self, None)
+            if state is None:
+                return False
+            self._attach_later = None
+            if state[0]:
+                self._attach_file(*state, *later)
+                self._schema_read = True
+            return self._db is not None
 
     def _attach_file(self, path: str, mode: str, level: int, wal: bool, group_commit: bool,
                      workers: int | None) -> None:

@@ -63,7 +63,10 @@ class Cursor(sqlite3.Cursor):
             return clock.run(self, Cursor.execute, sql, parameters)
         db: Database | None = getattr(con, "_db", None)
         if db is None:
-            return _execute(self, sql, parameters)
+            if getattr(con, "_attach_later", None) is None or not con._attach_now():
+                return _execute(self, sql, parameters)
+            db = con._db
+            assert db is not None  # _attach_now() said so
         k = _memo.get(sql)
         if k is None:
             if type(sql) is not str:
@@ -95,6 +98,8 @@ class Cursor(sqlite3.Cursor):
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.executemany, sql, seq_of_parameters)
         db: Database | None = getattr(con, "_db", None)
+        if db is None and getattr(con, "_attach_later", None) is not None and con._attach_now():
+            db = con._db
         if db is None or type(sql) is not str:
             return _executemany(self, sql, seq_of_parameters)
         k = kind(sql)
@@ -110,6 +115,8 @@ class Cursor(sqlite3.Cursor):
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.executescript, sql_script)
         db: Database | None = getattr(con, "_db", None)
+        if db is None and getattr(con, "_attach_later", None) is not None and con._attach_now():
+            db = con._db
         if db is None or type(sql_script) is not str:
             # sqlite3 returns the cursor itself; its stubs say a plain sqlite3.Cursor
             return _executescript(self, sql_script)  # type: ignore[return-value]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import decimal
 import sqlite3
+import subprocess
 import sys
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -312,3 +314,77 @@ def test_closing_a_cursor_of_a_closed_connection_raises(connect):
         with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
             conn.isolation_level = None
     conn.close()  # closing again is allowed
+
+
+class _Locker:
+    """Another process holding ``BEGIN EXCLUSIVE`` on a rollback-journal file (a row
+    inserted), until :meth:`release` commits it."""
+
+    def __init__(self, path) -> None:
+        with closing(sqlite3.connect(path)) as setup:
+            setup.execute("create table t(x)")
+            setup.commit()
+        code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+                " c.execute('begin exclusive'); c.execute('insert into t values (1)');"
+                " print('locked', flush=True); sys.stdin.read(); c.execute('commit')")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(path)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline() == "locked\n"
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            assert self.proc.wait(30) == 0
+
+
+@pytest.fixture
+def locker(db_path):
+    lock = _Locker(db_path)
+    yield lock
+    lock.release()
+
+
+def test_connect_to_a_file_another_process_has_locked(connect, locker):
+    """sqlite3.connect does not read the file, so another process's exclusive lock only
+    shows at the first statement that does, after ``timeout``; connect() itself succeeds."""
+    conn = connect(timeout=0.2)
+    assert conn.execute("select 1").fetchone() == (1,)  # reads no file
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        conn.execute("select count(*) from t").fetchone()
+    locker.release()
+    assert conn.execute("select count(*) from t").fetchone() == (1,)
+    conn.execute("insert into t values (2)")
+    conn.commit()
+    assert conn.execute("select count(*) from t").fetchone() == (2,)
+
+
+def test_a_connection_made_while_locked_takes_the_file_up_afterwards(mp_connect, locker,
+                                                                     db_path):
+    """Once the lock is gone, the connection's next statement does what connect() would
+    have: the switch to WAL, the writer gate, group commit."""
+    conn = mp_connect(timeout=0.2)
+    assert conn.pool_status()["database"] == ""  # sqlite3 alone, for now
+    locker.release()
+    assert conn.execute("select count(*) from t").fetchone() == (1,)
+    assert conn.pool_status()["database"] == str(db_path)
+    assert sqlite3.Cursor(conn).execute("pragma journal_mode").fetchone() == ("wal",)
+    assert sqlite3.Cursor(conn).execute("pragma synchronous").fetchone() == (1,)  # NORMAL
+    assert conn.execute("pragma synchronous").fetchone() == (2,)  # FULL, by group commit
+
+
+def test_a_connection_made_while_locked_runs_nothing_a_trace_would_see(connect, locker):
+    conn = connect(timeout=0.2)
+    traced: list[str] = []
+    conn.set_trace_callback(traced.append)
+    locker.release()
+    assert conn.execute("select count(*) from t").fetchone() == (1,)
+    assert traced == ["select count(*) from t"]
+
+
+def test_connect_to_a_file_that_is_no_database(connect, db_path):
+    db_path.write_bytes(b"not a database, " * 256)
+    conn = connect()
+    assert conn.execute("select 1").fetchone() == (1,)
+    with pytest.raises(sqlite3.DatabaseError, match="file is not a database"):
+        conn.execute("select * from sqlite_master")
+    assert conn.execute("select 2").fetchone() == (2,)
