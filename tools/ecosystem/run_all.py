@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Run the Django, peewee and Alembic suites on both drivers, then print every comparison.
+"""Run the Django, peewee, Alembic and pandas suites on both drivers, then print every comparison.
 
-    python tools/ecosystem/run_all.py [--side both] [--fresh] [--only django,peewee,alembic]
+    python tools/ecosystem/run_all.py [--side both] [--fresh] [--only django,peewee,alembic,pandas]
 
 Each project runs with its own script's defaults (see README.md); a project
 whose script fails (no network, no peewee git snapshot) is reported and the
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _eco  # noqa: E402
 import compare  # noqa: E402
 
-PROJECTS = ("django", "peewee", "alembic")
+PROJECTS = ("django", "peewee", "alembic", "pandas")
 
 
 def main() -> int:
