@@ -54,6 +54,8 @@ CONNECTION_PRAGMAS = frozenset(
     """.split()
 )
 # Pragmas called with an argument that only read.
+#: PRAGMAs without an argument that write the file: each is a write transaction.
+_WRITING_QUERIES = frozenset({"optimize", "wal_checkpoint", "incremental_vacuum"})
 _READING_CALLS = frozenset(
     """
     table_info table_xinfo index_info index_xinfo index_list foreign_key_list
@@ -120,7 +122,7 @@ def _classify(sql: str) -> Kind:
         if name == "journal_mode" and op is not None:
             return Kind.JOURNAL_MODE
         if op is None:
-            return Kind.READ if name != "optimize" and name != "wal_checkpoint" else Kind.WRITE
+            return Kind.WRITE if name in _WRITING_QUERIES else Kind.READ
         if name in CONNECTION_PRAGMAS:
             return Kind.PRAGMA_SET
         if op == "(" and name in _READING_CALLS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -57,10 +58,15 @@ class GatedWrites(Replayed):
     _op_lock: threading.RLock
     _temp_tables: frozenset[str] | None  # lower-case names in TEMP; None: not known now
     _schema_read: bool
+    #: Blobs opened for writing outside a transaction: SQLite commits what they write as
+    #: they close, unseen by group commit, so it runs at the level asked for until then.
+    _blobs: tuple[weakref.ref[Any], ...] = ()
 
     def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
         """Run a statement that may write, inside the writer gate where it needs one."""
         self._db.write_statements += 1  # type: ignore[union-attr]
+        if self._blobs:
+            self._blobs_closed()
         if k is Kind.SYNC_QUERY or k is Kind.SYNC_SET:
             if self._group:
                 return self._synchronous(cursor, sql, k)
@@ -225,6 +231,42 @@ class GatedWrites(Replayed):
             self._db.gate.release(self)  # type: ignore[union-attr]
             sync.restarting = False
 
+    if hasattr(sqlite3.Connection, "blobopen"):
+
+        def blobopen(self, *args: Any, **kwargs: Any) -> Any:
+            """sqlite3's blobopen; what a blob writes is as durable as a commit. Inside a
+            transaction its commit() syncs it; outside one SQLite commits as the blob
+            closes, beyond group commit's sight, so SQLite itself syncs that commit: the
+            connection runs at the level asked for until such blobs have closed."""
+            blob = super().blobopen(*args, **kwargs)  # type: ignore[misc]  # 3.11+
+            if (self._group and not kwargs.get("readonly", False)
+                    and str(kwargs.get("name", "main")).lower() == "main"):
+                with self._op_lock:
+                    if self.in_transaction:
+                        self._dirty = True
+                    else:
+                        if not self._blobs:
+                            _exec(self, f"PRAGMA synchronous={self._sync_level}")
+                        self._blobs = (*self._blobs, weakref.ref(blob))
+            return blob
+
+    def _blobs_closed(self) -> None:
+        """Back to NORMAL under group commit once the blobs of :meth:`blobopen` have closed."""
+        if self.in_transaction:
+            return
+        open_ = []
+        for ref in self._blobs:
+            blob = ref()
+            if blob is not None:
+                try:
+                    len(blob)
+                except sqlite3.ProgrammingError:  # closed
+                    continue
+                open_.append(ref)
+        self._blobs = tuple(open_)
+        if not open_ and self._group and self._sync_level >= 2:
+            _exec(self, "PRAGMA synchronous=NORMAL")
+
     def _synchronous(self, cursor: Any, sql: str, k: Kind) -> Any:
         """PRAGMA synchronous under group commit: the level kept is reported, not SQLite's."""
         run = sqlite3.Cursor.execute
@@ -233,7 +275,8 @@ class GatedWrites(Replayed):
         level = _sql.sync_level(sql)
         if level is None:
             return run(cursor, sql)  # let SQLite judge it
-        done = run(cursor, "PRAGMA synchronous=" + ("NORMAL" if level >= 2 else str(level)))
+        done = run(cursor, "PRAGMA synchronous="
+                   + ("NORMAL" if level >= 2 and not self._blobs else str(level)))
         self._sync_level = level  # not where SQLite refused it (inside a transaction)
         return done
 

@@ -320,3 +320,59 @@ def test_leaving_wal_mode_gives_sqlite_back_its_own_durability(conn, fsyncs, db_
     assert conn.execute("pragma synchronous").fetchone() == (2,)
     # no sync counted that was not made
     assert conn.pool_status()["fsyncs"] - synced_before == len(fsyncs.paths) == 0
+
+
+_needs_blobopen = pytest.mark.skipif(not hasattr(sqlite3.Connection, "blobopen"),
+                                     reason="Connection.blobopen exists from Python 3.11")
+
+
+@_needs_blobopen
+def test_a_blob_written_outside_a_transaction_is_synced_by_sqlite(conn):
+    """SQLite commits what such a blob writes as it closes, where group commit cannot see
+    it: until it has closed SQLite runs at the level asked for and syncs that commit itself.
+    The next write after the close is group commit's again."""
+    conn.execute("insert into w(id, v) values (1, zeroblob(8))")
+    conn.commit()
+    with conn.blobopen("w", "v", 1, readonly=True) as blob:
+        assert blob.read() == bytes(8)
+        assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (1,)  # reads only
+    with conn.blobopen("w", "v", 1) as blob:
+        assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (2,)
+        assert conn.execute("pragma synchronous").fetchone() == (2,)
+        blob.write(b"12345678")
+    assert conn.execute("select v from w where id = 1").fetchone() == (b"12345678",)
+    conn.execute("insert into w(v) values ('next')")
+    conn.commit()
+    assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (1,)
+
+
+@_needs_blobopen
+def test_a_blob_written_inside_a_transaction_is_synced_by_its_commit(conn, fsyncs, db_path):
+    conn.execute("insert into w(id, v) values (1, zeroblob(8))")
+    conn.commit()
+    fsyncs.paths.clear()
+    conn.execute("begin")
+    with conn.blobopen("w", "v", 1) as blob:
+        blob.write(b"abcdefgh")
+    conn.commit()
+    assert fsyncs.paths == [f"{db_path}-wal"]
+    assert conn.execute("select v from w where id = 1").fetchone() == (b"abcdefgh",)
+
+
+def test_pragma_incremental_vacuum_is_a_durable_write(mp_connect, fsyncs, db_path):
+    """It frees pages of the file in a transaction of its own, so it queues in the gate and
+    its commit is synced, as any write's."""
+    conn = mp_connect()
+    conn.execute("pragma auto_vacuum = incremental")
+    conn.execute("vacuum")
+    conn.execute("create table big(x)")
+    conn.executemany("insert into big values (randomblob(1000))", [()] * 200)
+    conn.commit()
+    conn.execute("delete from big")
+    conn.commit()
+    free = conn.execute("pragma freelist_count").fetchone()[0]
+    assert free > 10
+    fsyncs.paths.clear()
+    conn.execute("pragma incremental_vacuum").fetchall()
+    assert conn.execute("pragma freelist_count").fetchone()[0] < free  # 1 page, as in sqlite3
+    assert fsyncs.paths == [f"{db_path}-wal"]
