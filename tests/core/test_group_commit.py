@@ -376,3 +376,23 @@ def test_pragma_incremental_vacuum_is_a_durable_write(mp_connect, fsyncs, db_pat
     conn.execute("pragma incremental_vacuum").fetchall()
     assert conn.execute("pragma freelist_count").fetchone()[0] < free  # 1 page, as in sqlite3
     assert fsyncs.paths == [f"{db_path}-wal"]
+
+
+@pytest.mark.parametrize("setter", ["isolation_level", "autocommit"])
+def test_a_setter_that_commits_makes_an_ungated_write_durable(conn, mp_connect, fsyncs,
+                                                              db_path, setter):
+    """A write the gate let through on timeout (SQLite's lock was free) is made durable
+    when sqlite3 commits it because ``isolation_level = None`` or ``autocommit = True``
+    (sqlite3 commits through the connection's commit() method)."""
+    if setter == "autocommit" and sys.version_info < (3, 12):
+        pytest.skip("Connection.autocommit exists from Python 3.12")
+    holder = mp_connect()
+    holder.execute("begin")  # holds the gate, not SQLite's write lock
+    writer = mp_connect(timeout=0.05)
+    writer.execute("insert into w(v) values ('through')")
+    assert writer.in_transaction
+    fsyncs.paths.clear()
+    setattr(writer, setter, None if setter == "isolation_level" else True)
+    assert not writer.in_transaction
+    assert fsyncs.paths == [f"{db_path}-wal"]
+    holder.rollback()
