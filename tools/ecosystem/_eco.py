@@ -262,6 +262,11 @@ def alias_env(side: str, raw: str) -> dict[str, str]:
         else {}
 
 
+def options_note(side: str, raw: str) -> str:
+    """What a run's description adds for --mpsqlite-options on the mpsqlite side."""
+    return f"; mpsqlite options {raw}" if side == "mpsqlite" and raw else ""
+
+
 def sides(arg: str) -> list[str]:
     return list(SIDES) if arg == "both" else [arg]
 

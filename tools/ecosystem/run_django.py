@@ -69,8 +69,7 @@ def main() -> int:
             timeout=a.timeout, version=version,
             what=f"Django {version} runtests.py --parallel 1, file test DBs, labels: "
                  + (" ".join(labels) or "(all)")
-                 + (f"; mpsqlite options {a.mpsqlite_options}"
-                    if side == "mpsqlite" and a.mpsqlite_options else ""),
+                 + _eco.options_note(side, a.mpsqlite_options),
         )
     if not a.no_compare:
         _eco.compare(project)

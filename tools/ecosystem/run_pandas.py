@@ -68,8 +68,7 @@ def main() -> int:
             env=_eco.child_env({"PYTHONPATH": str(_eco.HARNESS),
                                 **_eco.alias_env(side, a.mpsqlite_options)}),
             what=f"pandas {version}: pytest {TARGET}"
-                 + (f"; mpsqlite options {a.mpsqlite_options}"
-                    if side == "mpsqlite" and a.mpsqlite_options else ""),
+                 + _eco.options_note(side, a.mpsqlite_options),
         )
     if not a.no_compare:
         _eco.compare("pandas")

@@ -135,8 +135,7 @@ def main() -> int:
             env=_eco.child_env(_eco.alias_env(side, a.mpsqlite_options)),
             what=f"peewee {what}: runtests.py -e sqlite "
                  + (" ".join(a.modules) if a.modules else "(all modules)")
-                 + (f"; mpsqlite options {a.mpsqlite_options}"
-                    if side == "mpsqlite" and a.mpsqlite_options else ""),
+                 + _eco.options_note(side, a.mpsqlite_options),
         )
     if not a.no_compare:
         _eco.compare("peewee")
