@@ -51,13 +51,22 @@ def _norm_row(row: Any) -> Any:
     return row
 
 
+_NOT_ERRORS = (100, 101)  # SQLITE_ROW, SQLITE_DONE
+
+
 def _describe_exc(exc: BaseException, path: str) -> dict[str, Any]:
     """The comparable part of an exception (class; SQLite's code and message if from SQLite)
     and its message, which is shown but compared only when SQLite wrote it."""
     info: dict[str, Any] = {"class": f"{type(exc).__module__}.{type(exc).__qualname__}"}
     code = getattr(exc, "sqlite_errorcode", None)
-    info["sqlite"] = None if code is None else (
-        code, getattr(exc, "sqlite_errorname", None), str(exc).replace(path, "<db>"))
+    name = getattr(exc, "sqlite_errorname", None)
+    if code in _NOT_ERRORS:
+        # sqlite3 raised for a parameter it could not bind (an int over 64 bits) while
+        # another statement was part-way, with the connection's last result: SQLITE_ROW
+        # and whatever message an earlier call left, which says nothing of this statement.
+        info["sqlite"] = (code, name)
+    else:
+        info["sqlite"] = None if code is None else (code, name, str(exc).replace(path, "<db>"))
     info["message~"] = str(exc)
     return info
 
