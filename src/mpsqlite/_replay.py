@@ -12,6 +12,8 @@ import pickle
 import sqlite3
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import _sql
@@ -59,7 +61,25 @@ def _exec(con: sqlite3.Connection, sql: str, params: Any = ()) -> sqlite3.Cursor
     """Run mpsqlite's own statement on ``con``, past mpsqlite's cursor (on 3.10 sqlite3's
     ``Connection.execute`` calls a subclass's cursor) and the application's row factory."""
     return _cursor_execute(sqlite3.Cursor(con), sql, params)
+
+
 _STMT_TABLE = True  # SQLite has the sqlite_stmt virtual table (SQLITE_ENABLE_STMTVTAB)
+
+
+@contextmanager
+def no_busy_wait(con: sqlite3.Connection, busy_ms: int | None = None,
+                 zeroed: bool = False) -> Iterator[None]:
+    """Statements that must not wait for another connection's lock (busy timeout 0), then
+    the busy timeout back: ``busy_ms``, or (None) the one set before; ``zeroed``: the
+    timeout is 0 already."""
+    if busy_ms is None:
+        busy_ms = int(_exec(con, "PRAGMA busy_timeout").fetchone()[0])
+    if not zeroed:
+        _exec(con, "PRAGMA busy_timeout=0")
+    try:
+        yield
+    finally:
+        _exec(con, f"PRAGMA busy_timeout={busy_ms}")
 
 
 def _shippable(obj: Any) -> bytes:

@@ -53,9 +53,9 @@ CONNECTION_PRAGMAS = frozenset(
     soft_heap_limit temp_store threads trusted_schema wal_autocheckpoint
     """.split()
 )
-# Pragmas called with an argument that only read.
 #: PRAGMAs without an argument that write the file: each is a write transaction.
 _WRITING_QUERIES = frozenset({"optimize", "wal_checkpoint", "incremental_vacuum"})
+# Pragmas called with an argument that only read.
 _READING_CALLS = frozenset(
     """
     table_info table_xinfo index_info index_xinfo index_list foreign_key_list

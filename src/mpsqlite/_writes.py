@@ -18,7 +18,7 @@ from typing import Any
 from . import _sql
 from ._coord import BUSY_HINT
 from ._durability import WAL_RESTART_BYTES
-from ._replay import Replayed, _exec
+from ._replay import Replayed, _exec, no_busy_wait
 from ._sql import Kind
 
 _base_rollback = sqlite3.Connection.rollback
@@ -161,12 +161,8 @@ class GatedWrites(Replayed):
         """The gate timed out: sqlite3 decides at once, as it would have after its own
         wait (its error for bad input; ``database is locked`` with SQLite's code, the
         implicit BEGIN left open). Should SQLite's lock be free after all, it runs."""
-        busy = _exec(self, "PRAGMA busy_timeout").fetchone()[0]  # the user's PRAGMA, if any
-        _exec(self, "PRAGMA busy_timeout=0")
-        try:
+        with no_busy_wait(self):  # then the busy timeout set now (the user's PRAGMA, if any)
             result = run(cursor, sql, params)
-        finally:
-            _exec(self, f"PRAGMA busy_timeout={int(busy)}")
         if k is Kind.JOURNAL_MODE:
             self._journal_changed()
         elif k is Kind.WRITE:

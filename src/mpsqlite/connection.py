@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from ._database import Database, registry
-from ._replay import _exec
+from ._replay import _exec, no_busy_wait
 from ._timeout import Clock, check_seconds, interrupter
 from ._writes import GatedWrites
 from .cursor import Cursor
@@ -71,22 +71,17 @@ def _busy_ms(timeout: Any) -> int | None:
     return ms if -(2**31) <= ms < 2**31 else None
 
 
-def _file_state_now(con: sqlite3.Connection, busy_ms: int | None,
-                    waits: bool = True) -> tuple[str, str, int] | None:
-    """:func:`_file_state` without waiting for another process's lock, then the busy
-    timeout ``busy_ms`` (None: the one set now; ``waits``: it is not 0 yet). None where
-    the file is locked or is no database, which sqlite3.connect does not notice (its
-    first statement that reads the file waits for the lock, or fails)."""
-    if busy_ms is None:
-        (busy_ms,) = _exec(con, "PRAGMA busy_timeout").fetchone()
-    if waits:
-        _exec(con, "PRAGMA busy_timeout=0")
-    try:
-        return _file_state(con)
-    except sqlite3.Error:
-        return None
-    finally:
-        _exec(con, f"PRAGMA busy_timeout={busy_ms}")
+def _file_state_now(con: sqlite3.Connection, busy_ms: int | None = None,
+                    zeroed: bool = False) -> tuple[str, str, int] | None:
+    """:func:`_file_state` without waiting for another process's lock (see
+    :func:`no_busy_wait`). None where the file is locked or is no database, which
+    sqlite3.connect does not notice: its first statement that reads the file waits for
+    the lock, or fails."""
+    with no_busy_wait(con, busy_ms, zeroed):
+        try:
+            return _file_state(con)
+        except sqlite3.Error:
+            return None
 
 
 class Connection(GatedWrites):
@@ -174,7 +169,7 @@ class Connection(GatedWrites):
             self._clock = Clock(interrupter(self), statement_timeout, log_slow_statements,
                                 self._connect[0])
         self._attach_later: tuple[bool, bool, int | None] | None = None
-        state = _file_state_now(self, busy_ms, busy_ms is None)
+        state = _file_state_now(self, busy_ms, zeroed=busy_ms is not None)
         if state is None:
             self._attach_later = (wal, group_commit, workers)
         elif state[0]:
@@ -191,7 +186,7 @@ class Connection(GatedWrites):
             later = self._attach_later
             if later is None or self._local_only is not None or self.in_transaction:
                 return self._db is not None  # a callback would see mpsqlite's statements
-            state = _file_state_now(self, None)
+            state = _file_state_now(self)
             if state is None:
                 return False
             self._attach_later = None

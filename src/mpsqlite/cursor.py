@@ -34,6 +34,15 @@ _HEAVY_ROWS = _offload.HEAVY_ROWS
 _HEAVY_CPU = _offload.HEAVY_CPU
 
 
+def _taken_up(con: Any) -> Database | None:
+    """The database of a connection whose file was locked at connect, if it can take it
+    up now (see ``Connection._attach_now``); None while it is plain sqlite3."""
+    if getattr(con, "_attach_later", None) is not None and con._attach_now():
+        db: Database | None = con._db
+        return db
+    return None
+
+
 def _run_script(cursor: Any, script: str, _params: Any) -> Any:
     con = cursor.connection
     con._scripting = True  # on 3.10 the script's own COMMIT calls Connection.commit()
@@ -61,12 +70,9 @@ class Cursor(sqlite3.Cursor):
         clock: Clock | None = getattr(con, "_clock", None)
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.execute, sql, parameters)
-        db: Database | None = getattr(con, "_db", None)
+        db: Database | None = getattr(con, "_db", None) or _taken_up(con)
         if db is None:
-            if getattr(con, "_attach_later", None) is None or not con._attach_now():
-                return _execute(self, sql, parameters)
-            db = con._db
-            assert db is not None  # _attach_now() said so
+            return _execute(self, sql, parameters)
         k = _memo.get(sql)
         if k is None:
             if type(sql) is not str:
@@ -97,9 +103,7 @@ class Cursor(sqlite3.Cursor):
         clock: Clock | None = getattr(con, "_clock", None)
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.executemany, sql, seq_of_parameters)
-        db: Database | None = getattr(con, "_db", None)
-        if db is None and getattr(con, "_attach_later", None) is not None and con._attach_now():
-            db = con._db
+        db: Database | None = getattr(con, "_db", None) or _taken_up(con)
         if db is None or type(sql) is not str:
             return _executemany(self, sql, seq_of_parameters)
         k = kind(sql)
@@ -114,9 +118,7 @@ class Cursor(sqlite3.Cursor):
         clock: Clock | None = getattr(con, "_clock", None)
         if clock is not None and not self._clocked:
             return clock.run(self, Cursor.executescript, sql_script)
-        db: Database | None = getattr(con, "_db", None)
-        if db is None and getattr(con, "_attach_later", None) is not None and con._attach_now():
-            db = con._db
+        db: Database | None = getattr(con, "_db", None) or _taken_up(con)
         if db is None or type(sql_script) is not str:
             # sqlite3 returns the cursor itself; its stubs say a plain sqlite3.Cursor
             return _executescript(self, sql_script)  # type: ignore[return-value]
