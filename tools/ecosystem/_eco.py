@@ -262,6 +262,12 @@ def alias_env(side: str, raw: str) -> dict[str, str]:
         else {}
 
 
+def launch(py: Any, side: str) -> list[Any]:
+    """The start of a command that runs a script through harness/eco_launch.py, with the
+    ``sqlite3`` alias on the mpsqlite side."""
+    return [py, HARNESS / "eco_launch.py", *(["--alias-sqlite3"] if side == "mpsqlite" else [])]
+
+
 def options_note(side: str, raw: str) -> str:
     """What a run's description adds for --mpsqlite-options on the mpsqlite side."""
     return f"; mpsqlite options {raw}" if side == "mpsqlite" and raw else ""

@@ -55,9 +55,7 @@ def main() -> int:
         dbdir = _eco.cache_dir() / "db" / project / side
         shutil.rmtree(dbdir, ignore_errors=True)
         dbdir.mkdir(parents=True)
-        cmd = [py, _eco.HARNESS / "eco_launch.py"]
-        if side == "mpsqlite":
-            cmd.append("--alias-sqlite3")
+        cmd = _eco.launch(py, side)
         cmd += ["--results", _eco.results_dir(project) / f"{side}.jsonl",
                 "--per-test-timeout", str(a.per_test_timeout), runtests,
                 "--settings", "eco_django_settings", "--parallel", "1", "--noinput", "-v", "2",

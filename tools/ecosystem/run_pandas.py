@@ -57,9 +57,7 @@ def main() -> int:
         workdir = _eco.cache_dir() / "db" / "pandas" / side
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
-        cmd = [py, _eco.HARNESS / "eco_launch.py"]
-        if side == "mpsqlite":
-            cmd.append("--alias-sqlite3")
+        cmd = _eco.launch(py, side)
         cmd += [pytest_script, "-p", "eco_pytest_recorder", "--timeout",
                 str(a.per_test_timeout), "-p", "no:cacheprovider", "-q",
                 "--no-strict-data-files", *a.pytest_args, target]

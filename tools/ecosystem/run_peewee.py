@@ -124,9 +124,7 @@ def main() -> int:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-        cmd = [py, _eco.HARNESS / "eco_launch.py"]
-        if side == "mpsqlite":
-            cmd.append("--alias-sqlite3")
+        cmd = _eco.launch(py, side)
         cmd += ["--results", _eco.results_dir("peewee") / f"{side}.jsonl",
                 "--per-test-timeout", str(a.per_test_timeout), tree / "runtests.py",
                 "-e", "sqlite", "-v", "2", *a.modules]
