@@ -388,3 +388,17 @@ def test_connect_to_a_file_that_is_no_database(connect, db_path):
     with pytest.raises(sqlite3.DatabaseError, match="file is not a database"):
         conn.execute("select * from sqlite_master")
     assert conn.execute("select 2").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("first", ["executemany", "executescript"])
+def test_any_statement_takes_a_file_locked_at_connect_up(mp_connect, locker, db_path, first):
+    conn = mp_connect(timeout=0.2)
+    locker.release()
+    if first == "executemany":
+        conn.executemany("insert into t values (?)", [(2,), (3,)])
+        conn.commit()
+    else:
+        conn.executescript("insert into t values (2); insert into t values (3);")
+    assert conn.pool_status()["database"] == str(db_path)
+    assert sqlite3.Cursor(conn).execute("pragma journal_mode").fetchone() == ("wal",)
+    assert conn.execute("select count(*) from t").fetchone() == (3,)
