@@ -61,12 +61,13 @@ def _file_state(con: sqlite3.Connection) -> tuple[str, str, int]:
     return (os.fsdecode(path) if path else ""), (mode or b"").decode(), level
 
 
-def _busy_ms(timeout: Any) -> int | None:
-    """The busy timeout sqlite3 set for ``timeout`` (C's ``(int)(timeout*1000)``), or None
-    where C's conversion is undefined (not finite, out of range)."""
+def _busy_ms(timeout: float) -> int | None:
+    """The busy timeout sqlite3 sets for an int or float ``timeout`` (C's
+    ``(int)(timeout*1000)``), or None where C's conversion is undefined (NaN, infinite,
+    out of range)."""
     try:
         ms = int(float(timeout) * 1000)
-    except (TypeError, ValueError, OverflowError):
+    except (ValueError, OverflowError):
         return None
     return ms if -(2**31) <= ms < 2**31 else None
 
@@ -184,8 +185,10 @@ class Connection(GatedWrites):
         connection is plain sqlite3, without gate, group commit or offload."""
         with self._op_lock:
             later = self._attach_later
+            # A callback would see mpsqlite's statements; WAL and synchronous cannot
+            # change inside a transaction.
             if later is None or self._local_only is not None or self.in_transaction:
-                return self._db is not None  # a callback would see mpsqlite's statements
+                return self._db is not None
             state = _file_state_now(self)
             if state is None:
                 return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -157,3 +159,30 @@ def assert_interrupt_stops_endless_query(conn) -> None:
             "select count(*) from c"
         ).fetchall()
     assert conn.execute("select 1").fetchone() == (1,)
+
+
+class LockHolder:
+    """Another process that runs ``statements`` on ``path`` (autocommit off, so a BEGIN
+    there holds its lock) and holds what they took until :meth:`release` runs ``end``."""
+
+    _CODE = ("import sqlite3, sys\n"
+             "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+             "for statement in sys.argv[2:-1]:\n"
+             "    c.execute(statement)\n"
+             "print('locked', flush=True)\n"
+             "sys.stdin.read()\n"
+             "c.execute(sys.argv[-1])\n")
+
+    def __init__(self, path: Path, *statements: str, end: str = "rollback") -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self._CODE, str(path), *statements, end],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline() == "locked\n"
+
+    def release(self) -> None:
+        """Run ``end`` and wait for the process; it must exit cleanly. Idempotent."""
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            assert self.proc.wait(30) == 0

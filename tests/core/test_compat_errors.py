@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import decimal
 import sqlite3
-import subprocess
 import sys
 import threading
 from contextlib import closing
 
 import pytest
+
+from tests.core._procs import LockHolder
 
 _MODERN = sys.version_info >= (3, 11)
 _needs_errorcode = pytest.mark.skipif(
@@ -316,30 +317,14 @@ def test_closing_a_cursor_of_a_closed_connection_raises(connect):
     conn.close()  # closing again is allowed
 
 
-class _Locker:
-    """Another process holding ``BEGIN EXCLUSIVE`` on a rollback-journal file (a row
-    inserted), until :meth:`release` commits it."""
-
-    def __init__(self, path) -> None:
-        with closing(sqlite3.connect(path)) as setup:
-            setup.execute("create table t(x)")
-            setup.commit()
-        code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
-                " c.execute('begin exclusive'); c.execute('insert into t values (1)');"
-                " print('locked', flush=True); sys.stdin.read(); c.execute('commit')")
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(path)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline() == "locked\n"
-
-    def release(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            assert self.proc.wait(30) == 0
-
-
 @pytest.fixture
 def locker(db_path):
-    lock = _Locker(db_path)
+    """Another process holding ``BEGIN EXCLUSIVE`` on a rollback-journal file (a row
+    inserted), until ``release()`` commits it."""
+    with closing(sqlite3.connect(db_path)) as setup:
+        setup.execute("create table t(x)")
+        setup.commit()
+    lock = LockHolder(db_path, "begin exclusive", "insert into t values (1)", end="commit")
     yield lock
     lock.release()
 

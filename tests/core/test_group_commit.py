@@ -10,14 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-import subprocess
 import sys
 import threading
 from contextlib import closing
 
 import pytest
 
-from tests.core._procs import in_thread, wait_until
+from tests.core._procs import LockHolder, in_thread, wait_until
 
 
 #: sqlite3's own execute, for what SQLite itself runs at (mpsqlite answers PRAGMA synchronous).
@@ -210,18 +209,12 @@ def test_a_new_file_whose_switch_fails_keeps_its_journal_mode(mp_connect, db_pat
     """Another process's write lock on the new file refuses the switch: the connection is left
     in the rollback-journal mode it had, not in the in-memory one the switch used."""
     db_path.touch()
-    code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
-            " c.execute('begin immediate'); print('locked', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(db_path)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = LockHolder(db_path, "begin immediate")
     try:
-        assert holder.stdout.readline() == "locked\n"
         conn = mp_connect(timeout=0.1)
         assert _sqlite_execute(conn, "pragma journal_mode").fetchone() == ("delete",)
     finally:
-        holder.stdin.close()
-        holder.wait(30)
-    assert holder.returncode == 0
+        holder.release()
 
 
 @pytest.mark.parametrize(
