@@ -48,6 +48,8 @@ class Database:
         self.sync = (GroupSync(path + "-wal", lambda: self.gate.held) if driver == "sqlite3"
                      else None)
         self.heavy: set[str] = set()  # SQL judged worth a worker
+        # SQL found long in the short-read turn (mpsqlite._turn): [runs left outside, backoff]
+        self.long_reads: dict[str, list[int]] = {}
         self.size = workers
         self.refs = 0
         self.idle_since = 0.0

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
+from . import _turn
 from ._database import Database, registry
 from ._replay import _exec, no_busy_wait
 from ._timeout import Clock, check_seconds, interrupter
@@ -320,6 +321,14 @@ class Connection(GatedWrites):
         return _base_cursor(self, factory)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        db = self._db
+        if _turn.contended and db is not None and _turn.short(self, db, sql):
+            turn = _turn.take()  # for making the cursor too (see mpsqlite._turn)
+            if turn is not None:
+                try:
+                    return self.cursor().execute(sql, parameters)
+                finally:
+                    turn.release()
         return self.cursor().execute(sql, parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:

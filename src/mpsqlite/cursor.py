@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from time import thread_time
 from typing import TYPE_CHECKING, Any
 
-from . import _offload
+from . import _offload, _turn
 from ._sql import Kind, _memo, kind
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Cursor(sqlite3.Cursor):
                     db.judge(sql, True)
                 return self
             self._t0 = None
-            _execute(self, sql, parameters)
+            _turn.read(self, db, sql, parameters)
             con._schema_read = False  # the read checked the schema: a write prepares on it
             return self
         self._judge = None

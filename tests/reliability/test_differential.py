@@ -16,6 +16,7 @@ import time
 import pytest
 
 import mpsqlite
+from mpsqlite import _turn
 from tests.reliability import _differential
 
 pytestmark = pytest.mark.timeout(300)
@@ -44,11 +45,22 @@ def _cases() -> list:
             for seed in SEEDS for n in (1, 3)]
 
 
+@pytest.fixture(params=["alone", "turn"])
+def turn(request, monkeypatch):
+    """"turn": every short read runs as under contention, in the short-read turn
+    (mpsqlite._turn); "alone": as for a thread alone."""
+    if request.param == "turn":
+        monkeypatch.setattr(_turn, "contended", 10**9)
+    return request.param
+
+
 @pytest.mark.parametrize(("seed", "connections"), _cases())
-def test_sqlite3_and_mpsqlite_agree_step_by_step(seed, connections, tmp_path):
+def test_sqlite3_and_mpsqlite_agree_step_by_step(seed, connections, turn, tmp_path):
     t0 = time.monotonic()
     outcome = _differential.run(seed, STEPS, tmp_path, connections)
-    print(f"seed {seed}, {connections} connection(s): {outcome.steps} steps in "
+    if turn == "turn":
+        assert _turn.contended < 10**9, "no read took the turn"
+    print(f"seed {seed}, {connections} connection(s), {turn}: {outcome.steps} steps in "
           f"{time.monotonic() - t0:.1f} s, {outcome.offloaded} reads on workers, "
           f"{outcome.gate_timeouts} gate timeouts, errors {dict(outcome.errors)}")
     assert outcome.divergence is None, outcome.report()
