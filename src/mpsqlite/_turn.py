@@ -12,7 +12,7 @@ readers then wait on the turn with the GIL released, so a release finds no
 reader waiting for it. Rows are fetched afterwards, outside the turn, by
 sqlite3 itself: nothing a caller can see changes.
 
-- A thread alone pays one test of a counter: the turn is taken only for
+- A thread alone pays a test and a store: the turn is taken only for
   ``CONTENDED`` reads after contention was last seen.
 - A thread waits at most ``TURN_WAIT`` for the turn, then reads anyway.
 - A read that held the turn for more than ``LONG_WALL`` is measured again,
@@ -52,14 +52,16 @@ _execute = sqlite3.Cursor.execute
 _READ = Kind.READ
 
 lock = threading.RLock()  # reentrant: a callback of a read in the turn may read too
-_readers = 0  # threads in a read outside the turn right now
 contended = 0  # reads left that take the turn
+#: id() of the cursor that last began a read outside the turn: another one there after a
+#: read means that another thread read while this one was in SQLite (it let go of the GIL).
+last = 0
 
 
 def _after_fork_in_child() -> None:
-    global lock, _readers, contended
+    global lock, contended, last
     lock = threading.RLock()  # a thread of the parent may have held it
-    _readers = contended = 0
+    contended = last = 0
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -91,34 +93,30 @@ def short(con: Any, db: Database, sql: str) -> bool:
 
 
 def read(cursor: Any, db: Database, sql: str, parameters: Any) -> None:
-    """Run the read ``sql`` on ``cursor`` (a local mpsqlite cursor) in sqlite3's C code:
-    in the turn while readers contend, unless it has proved long."""
-    global _readers, contended
-    if contended and not cursor._clocked:
-        entry = db.long_reads.get(sql)
-        if entry is None or entry[0] <= 0:
-            turn = take()
-            if turn is not None:
-                c0 = thread_time() if entry is not None else 0.0
-                t0 = perf_counter()
-                try:
-                    _execute(cursor, sql, parameters)
-                finally:
-                    took = perf_counter() - t0
-                    turn.release()
-                if entry is not None:
-                    _measured(db, sql, entry, thread_time() - c0)
-                elif took > LONG_WALL:
-                    _suspect(db, sql)
-                return
-        else:
-            entry[0] -= 1
-    _readers += 1
-    try:
-        _execute(cursor, sql, parameters)
-    finally:
-        _readers -= 1
-    if _readers:  # another thread was in a read at the same time
+    """Run the read ``sql`` on ``cursor`` (a local mpsqlite cursor) in sqlite3's C code,
+    while ``contended``: in the turn, unless it has proved long or waited in vain."""
+    global contended, last
+    entry = db.long_reads.get(sql)
+    if entry is None or entry[0] <= 0:
+        turn = take()
+        if turn is not None:
+            c0 = thread_time() if entry is not None else 0.0
+            t0 = perf_counter()
+            try:
+                _execute(cursor, sql, parameters)
+            finally:
+                took = perf_counter() - t0
+                turn.release()
+            if entry is not None:
+                _measured(db, sql, entry, thread_time() - c0)
+            elif took > LONG_WALL:
+                _suspect(db, sql)
+            return
+    else:
+        entry[0] -= 1
+    last = me = id(cursor)
+    _execute(cursor, sql, parameters)
+    if last != me:  # another thread read while this one was in SQLite
         contended = CONTENDED
 
 

@@ -2,8 +2,9 @@
 
 A read runs here, in sqlite3's C code, unless the offload policy has judged
 the same SQL GIL-heavy (:mod:`mpsqlite._offload`); then a worker runs it and
-the cursor serves the worker's rows. Anything that may write goes through
-the connection's writer gate. Fetching is sqlite3's own, untouched, except
+the cursor serves the worker's rows. While threads contend, a short read
+runs in the short-read turn (:mod:`mpsqlite._turn`). Anything that may
+write goes through the connection's writer gate. Fetching is sqlite3's own, untouched, except
 that ``fetchall`` and ``fetchmany`` note how many rows a read returned. On a
 connection with ``statement_timeout`` or ``log_slow_statements`` each
 statement is timed by :mod:`mpsqlite._timeout`.
@@ -91,7 +92,13 @@ class Cursor(sqlite3.Cursor):
                     db.judge(sql, True)
                 return self
             self._t0 = None
-            _turn.read(self, db, sql, parameters)
+            if _turn.contended and not self._clocked:
+                _turn.read(self, db, sql, parameters)
+            else:
+                _turn.last = me = id(self)
+                _execute(self, sql, parameters)
+                if _turn.last != me:  # another thread read while this one was in SQLite
+                    _turn.contended = _turn.CONTENDED
             con._schema_read = False  # the read checked the schema: a write prepares on it
             return self
         self._judge = None
