@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -54,6 +55,26 @@ def contended(monkeypatch, takes):
     """Every read runs as under contention (the count never runs out in a test)."""
     monkeypatch.setattr(_turn, "contended", 10**9)
     return takes
+
+
+@contextmanager
+def _held_by_another_thread():
+    """Another thread holds the turn until the block ends."""
+    held, done = threading.Event(), threading.Event()
+
+    def holder():
+        with _turn.lock:
+            held.set()
+            done.wait(60)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(60)
+    try:
+        yield
+    finally:
+        done.set()
+        t.join()
 
 
 def _long_reads(conn):
@@ -179,21 +200,8 @@ def test_a_short_read_found_long_by_the_clock_alone_stays_in_the_turn(conn, cont
 
 
 def test_a_read_waits_for_the_turn_only_so_long(conn, contended):
-    held, done = threading.Event(), threading.Event()
-
-    def holder():
-        with _turn.lock:
-            held.set()
-            done.wait(60)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    held.wait(60)
-    try:
+    with _held_by_another_thread():
         assert conn.execute(_POINT, (11,)).fetchone() == (11, "s11")
-    finally:
-        done.set()
-        t.join()
     assert contended[:2] == [False, False]  # it gave up waiting, twice, and read anyway
 
 
@@ -213,23 +221,10 @@ def test_a_callback_may_read_while_its_read_holds_the_turn(mp_connect, conn, con
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
 def test_a_child_forked_while_another_thread_holds_the_turn_can_take_it(conn, contended):
-    held, done = threading.Event(), threading.Event()
-
-    def holder():
-        with _turn.lock:
-            held.set()
-            done.wait(60)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    held.wait(60)
-    try:
+    with _held_by_another_thread():
         pid = os.fork()
         if pid == 0:
             ok = _turn.lock.acquire(False)
             os._exit(0 if ok and _turn.contended == 0 else 3)
         _, status = os.waitpid(pid, 0)
-    finally:
-        done.set()
-        t.join()
     assert os.waitstatus_to_exitcode(status) == 0
