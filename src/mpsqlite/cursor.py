@@ -4,10 +4,10 @@ A read runs here, in sqlite3's C code, unless the offload policy has judged
 the same SQL GIL-heavy (:mod:`mpsqlite._offload`); then a worker runs it and
 the cursor serves the worker's rows. While threads contend, a short read
 runs in the short-read turn (:mod:`mpsqlite._turn`). Anything that may
-write goes through the connection's writer gate. Fetching is sqlite3's own, untouched, except
-that ``fetchall`` and ``fetchmany`` note how many rows a read returned. On a
-connection with ``statement_timeout`` or ``log_slow_statements`` each
-statement is timed by :mod:`mpsqlite._timeout`.
+write goes through the connection's writer gate. Fetching is sqlite3's own,
+untouched, except that ``fetchall`` and ``fetchmany`` note how many rows a
+read returned. On a connection with ``statement_timeout`` or
+``log_slow_statements`` each statement is timed by :mod:`mpsqlite._timeout`.
 """
 
 from __future__ import annotations
