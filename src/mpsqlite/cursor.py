@@ -74,7 +74,10 @@ class Cursor(sqlite3.Cursor):
         db: Database | None = getattr(con, "_db", None) or _taken_up(con)
         if db is None:
             return _execute(self, sql, parameters)
-        k = _memo.get(sql)
+        try:
+            k = _memo.get(sql)
+        except TypeError:  # unhashable, so no str
+            k = None
         if k is None:
             if type(sql) is not str:
                 return _execute(self, sql, parameters)  # sqlite3's own TypeError

@@ -184,6 +184,25 @@ def test_executemany_refuses_select(conn):
         conn.executemany("select ?", [(1,)])
 
 
+@pytest.mark.parametrize("sql", [["select 1"], {"select 1": 1}, b"select 1", 1, None],
+                         ids=["list", "dict", "bytes", "int", "none"])
+@pytest.mark.parametrize("how", ["connection", "cursor", "executemany"])
+def test_sql_that_is_no_str(conn, sql, how):
+    ref = sqlite3.connect(":memory:")
+    calls = {
+        "connection": lambda c: c.execute(sql),
+        "cursor": lambda c: c.cursor().execute(sql),
+        "executemany": lambda c: c.executemany(sql, []),
+    }
+    with pytest.raises(TypeError) as expected:
+        calls[how](ref)
+    ref.close()
+    with pytest.raises(TypeError) as got:
+        calls[how](conn)
+    assert str(got.value) == str(expected.value)
+    assert conn.execute("select 1").fetchone() == (1,)
+
+
 _UNIQUE_SETUP = (
     "create table u(id integer primary key, name text unique not null);"
     "insert into u values (1, 'a');"
