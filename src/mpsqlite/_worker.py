@@ -156,6 +156,9 @@ class _Worker:
                 st = os.stat(main)
                 if (st.st_dev, st.st_ino) != tuple(identity):
                     raise Refused(f"{target!r} is no longer the file the caller has open")
+                # The schema is read now, so that the first statement's cost, by which
+                # the caller judges it, is the statement's own.
+                con.execute("SELECT 1 FROM sqlite_master LIMIT 0").fetchall()
             except (OSError, self.driver.Error) as exc:
                 con.close()
                 raise Refused(f"cannot open {target!r} as the caller has it: {exc}") from None
