@@ -16,7 +16,6 @@ import atexit
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from . import _coord
@@ -45,8 +44,7 @@ class Database:
         self.path = path
         self.driver = driver
         self.gate = WriterGate(key if driver == "sqlite3" else None)
-        self.sync = (GroupSync(path + "-wal", lambda: self.gate.held) if driver == "sqlite3"
-                     else None)
+        self.sync = GroupSync(path + "-wal") if driver == "sqlite3" else None
         self.heavy: set[str] = set()  # SQL judged worth a worker
         # SQL found long in the short-read turn (mpsqlite._turn): [runs left outside, backoff]
         self.long_reads: dict[str, list[int]] = {}
@@ -170,10 +168,6 @@ class Database:
         }
 
 
-def _held_by(gate: WriterGate) -> Callable[[], bool]:
-    return lambda: gate.held
-
-
 def add_counters(into: dict[str, Any], more: dict[str, Any]) -> None:
     """Add one :meth:`Database.counters` to a running total (lists add by position)."""
     for name, value in more.items():
@@ -201,6 +195,7 @@ class _Registry:
         self.databases: dict[tuple[Any, ...], Database] = {}
         self._wake = threading.Condition(self.lock)
         self._reaper: threading.Thread | None = None
+        self._reaper_due = 0.0  # when the reaper wakes by itself next
         self.pid = os.getpid()
         # Counters of the databases dropped so far, summed by path: with the live ones they
         # make totals that never go back (mpsqlite.metrics).
@@ -215,8 +210,8 @@ class _Registry:
                 driver: str) -> Database:
         with self.lock:
             db = self.databases.get(key)
-            if db is not None and db.refs == 0 and db.driver == "sqlite3" and not _same_file(
-                    db.path, key):
+            if db is not None and db.refs == 0 and db.driver == "sqlite3" and (
+                    db.path != path and not _same_file(db.path, key)):  # key is at path now
                 # Its file was deleted after the last close and the inode number reused
                 # by a new file: the lingering workers hold nothing of the new one.
                 self._drop(db)
@@ -254,8 +249,8 @@ class _Registry:
                     self._reaper = threading.Thread(
                         target=self._reap, name="mpsqlite-reaper", daemon=True)
                     self._reaper.start()
-                else:
-                    self._wake.notify()  # LINGER_SECONDS may have changed meanwhile
+                elif db.idle_since + LINGER_SECONDS < self._reaper_due:
+                    self._wake.notify()  # sooner than it would wake (LINGER_SECONDS fell)
         for old in excess:
             old.stop()  # outside the lock
 
@@ -280,7 +275,9 @@ class _Registry:
                 if not waits:
                     self._reaper = None
                     return
-                self._wake.wait(max(min(waits), 0.01))
+                wait = max(min(waits), 0.01)
+                self._reaper_due = now + wait
+                self._wake.wait(wait)
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -301,6 +298,7 @@ class _Registry:
         self.lock = threading.Lock()
         self._wake = threading.Condition(self.lock)
         self._reaper = None
+        self._reaper_due = 0.0
         self.pid = os.getpid()
         for db in self.databases.values():
             pool = db._pool
@@ -310,7 +308,7 @@ class _Registry:
             db._lock = threading.Lock()
             db.gate = WriterGate(db.key if db.driver == "sqlite3" else None)
             if db.sync is not None:
-                db.sync = GroupSync(db.sync.wal_path, _held_by(db.gate))
+                db.sync = GroupSync(db.sync.wal_path)
         self.databases.clear()
         self.retired = {}
 

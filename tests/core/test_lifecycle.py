@@ -205,6 +205,27 @@ def test_one_reaper_thread_serves_every_lingering_database(mpsqlite, tmp_path):
     mpsqlite.shutdown()
 
 
+def test_a_close_wakes_the_reaper_only_to_make_it_wake_sooner(mpsqlite, db_path,
+                                                             monkeypatch):
+    monkeypatch.setattr(_database, "LINGER_SECONDS", 60.0)
+    conn = mpsqlite.connect(str(db_path), workers=1)
+    fill_big(conn)
+    offload(conn, "select x from big")  # its workers make the database linger
+    conn.close()
+    wakes = []
+    wake = _database.registry._wake
+    monkeypatch.setattr(wake, "notify", lambda n=1: wakes.append(n) or type(wake).notify(
+        wake, n))
+    for _ in range(50):  # a connection per request: each close is the last
+        mpsqlite.connect(str(db_path), workers=1).close()
+    assert wakes == []  # the reaper's deadline was already the earliest
+    monkeypatch.setattr(_database, "LINGER_SECONDS", 0.2)
+    mpsqlite.connect(str(db_path), workers=1).close()
+    assert wakes == [1]
+    wait_until(lambda: all(s["database"] != str(db_path) for s in mpsqlite.pool_status()),
+               what="the unused database to be dropped")
+
+
 def _child_after_fork(db_path, parent_pids: set[int], write_fd: int) -> int:
     """Body of the forked child: use mpsqlite afresh, report what it saw."""
     child = mpsqlite.connect(str(db_path), workers=2)
