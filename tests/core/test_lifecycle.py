@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -212,6 +213,8 @@ def test_a_close_wakes_the_reaper_only_to_make_it_wake_sooner(mpsqlite, db_path,
     fill_big(conn)
     offload(conn, "select x from big")  # its workers make the database linger
     conn.close()
+    wait_until(lambda: _database.registry._reaper_due > time.monotonic() + 1,
+               what="the reaper to wait")  # for this database, or an earlier one's 10 s
     wakes = []
     wake = _database.registry._wake
     monkeypatch.setattr(wake, "notify", lambda n=1: wakes.append(n) or type(wake).notify(
