@@ -12,6 +12,11 @@ readers then wait on the turn with the GIL released, so a release finds no
 reader waiting for it. Rows are fetched afterwards, outside the turn, by
 sqlite3 itself: nothing a caller can see changes.
 
+- **Off by default** (``CONTENDED = 0``). On a loaded 2-core machine it gave
+  16 threads 1.11x plain sqlite3's point reads (turn off: about 0.8x); on an
+  unloaded one it cost them 0.51x against 0.84x off, since the threads then
+  convoy on the turn instead (docs/benchmarks.md). It stays, tested, until a
+  switch that measures which of the two a process is in.
 - A thread alone pays a test and a store: the turn is taken only for
   ``CONTENDED`` reads after contention was last seen.
 - A thread waits at most ``TURN_WAIT`` for the turn, then reads anyway.
@@ -38,8 +43,8 @@ if TYPE_CHECKING:
 
 #: Longest wait for the turn; after it the read runs beside the holder.
 TURN_WAIT = 0.02
-#: Reads that take the turn after contention was last seen.
-CONTENDED = 256
+#: Reads that take the turn after contention was last seen; 0: never (the default).
+CONTENDED = 0
 #: Time holding the turn above which a read is measured again, by thread CPU time.
 LONG_WALL = 0.0005
 #: Thread CPU time in the turn above which a read runs outside it for a while.

@@ -22,6 +22,7 @@ _SLOW = ("with recursive c(n) as (select 1 union all select n + 1 from c where n
          "select count(*) from c")
 _SLOW_ROW = (200000,)
 _POINT = "select x, s from t where x = ?"
+_SHIPPED_CONTENDED = _turn.CONTENDED  # as imported, before any test changed it
 
 
 @pytest.fixture
@@ -32,6 +33,12 @@ def conn(mp_connect):
     c.commit()
     kind(_POINT), kind(_SLOW)  # known as reads before they run, as after a first run
     return c
+
+
+@pytest.fixture(autouse=True)
+def enabled(monkeypatch):
+    """The turn as it runs when enabled (it is off by default, see mpsqlite._turn)."""
+    monkeypatch.setattr(_turn, "CONTENDED", 256)
 
 
 @pytest.fixture
@@ -96,7 +103,7 @@ def test_a_thread_alone_never_takes_the_turn(conn, takes):
     assert _turn.contended == 0
 
 
-def test_two_readers_in_sqlite_at_once_start_the_turn(mp_connect, conn, takes):
+def _two_readers_meet_in_sqlite(mp_connect):
     conns = [mp_connect(check_same_thread=False) for _ in range(2)]
     start = threading.Barrier(2)
     results = []
@@ -111,6 +118,20 @@ def test_two_readers_in_sqlite_at_once_start_the_turn(mp_connect, conn, takes):
     for t in threads:
         t.join()
     assert results == [_SLOW_ROW, _SLOW_ROW]
+
+
+def test_by_default_readers_that_meet_do_not_start_the_turn(mp_connect, conn, takes,
+                                                             monkeypatch):
+    monkeypatch.setattr(_turn, "CONTENDED", _SHIPPED_CONTENDED)
+    _two_readers_meet_in_sqlite(mp_connect)
+    assert _turn.contended == 0
+    for i in range(50):
+        assert conn.execute(_POINT, (i,)).fetchone() == (i, f"s{i}")
+    assert takes == []
+
+
+def test_two_readers_in_sqlite_at_once_start_the_turn(mp_connect, conn, takes):
+    _two_readers_meet_in_sqlite(mp_connect)
     assert _turn.contended == _turn.CONTENDED
     assert conn.execute(_POINT, (7,)).fetchone() == (7, "s7")
     assert takes and all(takes)
