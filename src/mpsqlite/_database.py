@@ -16,6 +16,7 @@ import atexit
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import _coord
@@ -44,7 +45,8 @@ class Database:
         self.path = path
         self.driver = driver
         self.gate = WriterGate(key if driver == "sqlite3" else None)
-        self.sync = GroupSync(path + "-wal") if driver == "sqlite3" else None
+        self.sync = (GroupSync(path + "-wal", lambda: self.gate.held) if driver == "sqlite3"
+                     else None)
         self.heavy: set[str] = set()  # SQL judged worth a worker
         # SQL found long in the short-read turn (mpsqlite._turn): [runs left outside, backoff]
         self.long_reads: dict[str, list[int]] = {}
@@ -166,6 +168,10 @@ class Database:
             "fsyncs": sync.fsyncs if sync is not None else 0,
             "heavy_statements": len(self.heavy),
         }
+
+
+def _held_by(gate: WriterGate) -> Callable[[], bool]:
+    return lambda: gate.held
 
 
 def add_counters(into: dict[str, Any], more: dict[str, Any]) -> None:
@@ -308,7 +314,7 @@ class _Registry:
             db._lock = threading.Lock()
             db.gate = WriterGate(db.key if db.driver == "sqlite3" else None)
             if db.sync is not None:
-                db.sync = GroupSync(db.sync.wal_path)
+                db.sync = GroupSync(db.sync.wal_path, _held_by(db.gate))
         self.databases.clear()
         self.retired = {}
 

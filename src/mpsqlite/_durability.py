@@ -18,9 +18,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 
 _FDATASYNC = hasattr(os, "fdatasync")  # what SQLite itself calls on Linux
+#: Longest a leader waits for the writers in the gate before it fsyncs.
+MAX_DELAY = 0.001
+#: A leader waits at all only where the last fsync took this long or more: on a fast disk
+#: the wait costs more switches between threads than the fsyncs it saves, on a slow one
+#: it lets one fsync cover the writers woken by the last (docs/benchmarks.md).
+SLOW_FSYNC = 0.001
 #: A WAL larger than this at a group fsync has been starved of checkpoints by readers
 #: that never pause; the committing connection then waits for them and truncates it.
 WAL_RESTART_BYTES = 16 << 20
@@ -44,17 +52,21 @@ class _Waiter:
 class GroupSync:
     """Makes commits durable, many per fsync of one database's WAL file.
 
-    One committer at a time leads: it fsyncs at once for everyone who committed before
-    the fsync began, wakes exactly those, and hands the lead to the oldest one left, whose
-    fsync covers all who committed meanwhile. Each waiter wakes once. The leader does not
-    wait for writers still in the gate: measured, that wait cost more switches between
-    threads than the fsyncs it saved (docs/benchmarks.md).
+    One committer at a time leads: it fsyncs for everyone who committed before the
+    fsync began, wakes exactly those, and hands the lead to the oldest one left. Each
+    waiter wakes once. ``writing()`` says whether other writers are about to commit
+    (the writer gate is held); where the last fsync took ``SLOW_FSYNC`` or more, the
+    leader then waits for them, up to ``MAX_DELAY``, so that one fsync covers them too.
     """
 
-    def __init__(self, wal_path: str) -> None:
+    def __init__(self, wal_path: str, writing: Callable[[], bool] = lambda: False) -> None:
         self.wal_path = wal_path
+        self._writing = writing
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._waiters: deque[_Waiter] = deque()
+        self._last = 0.0  # how long the last fsync took
+        self._gathering = False
         self._requested = 0
         self._leading = False
         self.fsyncs = 0
@@ -70,6 +82,8 @@ class GroupSync:
             if self._leading:
                 waiter = _Waiter(self._requested)
                 self._waiters.append(waiter)
+                if self._gathering:
+                    self._arrived.notify()
             else:
                 self._leading = True
                 waiter = None
@@ -82,7 +96,10 @@ class GroupSync:
     def _lead(self) -> None:
         """fsync for every commit so far, wake those it covers, pass the lead on."""
         with self._lock:
+            if self._last >= SLOW_FSYNC and self._writing():
+                self._gather()
             target = self._requested
+        start = time.monotonic()
         try:
             synced = self._fsync()
         except BaseException:
@@ -90,6 +107,7 @@ class GroupSync:
                 self._pass_lead()  # another waiter tries again; this commit reports the error
             raise
         with self._lock:
+            self._last = time.monotonic() - start
             self.fsyncs += synced
             waiters = self._waiters
             while waiters and waiters[0].mine <= target:
@@ -103,6 +121,19 @@ class GroupSync:
             waiter.ready.release()
         else:
             self._leading = False
+
+    def _gather(self) -> None:
+        """Wait, briefly, for the writers in flight to commit (called holding the lock)."""
+        deadline = time.monotonic() + MAX_DELAY
+        self._gathering = True
+        try:
+            while self._writing():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._arrived.wait(remaining)
+        finally:
+            self._gathering = False
 
     def _fsync(self) -> bool:
         """fsync the WAL; False where there is none (all checkpointed, synced, removed)."""

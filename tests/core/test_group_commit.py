@@ -389,3 +389,50 @@ def test_a_setter_that_commits_makes_an_ungated_write_durable(conn, mp_connect, 
     assert not writer.in_transaction
     assert fsyncs.paths == [f"{db_path}-wal"]
     holder.rollback()
+
+
+def _gathered(tmp_path, monkeypatch, fsync_seconds: float) -> tuple[int, int]:
+    """Two commits: the first leads while another writer holds the gate, which commits a
+    moment later. (commits, fsyncs) of the second round, after a first fsync that took
+    ``fsync_seconds`` (a slow disk is a sleep in fdatasync, as bench's slowdisk shim)."""
+    import time
+
+    from mpsqlite import _durability
+
+    wal = tmp_path / "x.db-wal"
+    wal.write_bytes(b"frames")
+    real = os.fdatasync
+
+    def fdatasync(fd):
+        time.sleep(fsync_seconds)
+        real(fd)
+
+    monkeypatch.setattr(_durability.os, "fdatasync", fdatasync)
+    in_gate = threading.Event()
+    sync = _durability.GroupSync(str(wal), in_gate.is_set)
+    sync.wait_durable()  # times the disk
+    before = sync.fsyncs
+    in_gate.set()
+
+    def other_writer():
+        # once the leader waits for it, or has synced without it
+        wait_until(lambda: sync._gathering or sync.fsyncs > before, what="the leader")
+        in_gate.clear()  # its commit is written: it leaves the gate and waits to be durable
+        sync.wait_durable()
+
+    other = threading.Thread(target=other_writer)
+    other.start()
+    sync.wait_durable()
+    other.join()
+    return sync.commits - 1, sync.fsyncs - before
+
+
+def test_after_a_slow_fsync_the_leader_waits_for_the_writer_in_the_gate(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr("mpsqlite._durability.MAX_DELAY", 5.0)  # it ends when the writer comes
+    assert _gathered(tmp_path, monkeypatch, 0.005) == (2, 1)
+
+
+def test_after_a_fast_fsync_the_leader_does_not_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr("mpsqlite._durability.MAX_DELAY", 5.0)  # a wait would be seen
+    assert _gathered(tmp_path, monkeypatch, 0.0) == (2, 2)
