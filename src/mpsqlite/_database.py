@@ -210,6 +210,8 @@ class _Registry:
     def _drop(self, db: Database) -> None:
         """Forget ``db`` (called holding the lock), keeping its counters in ``retired``."""
         del self.databases[db.key]
+        if db.sync is not None:
+            db.sync.close()
         add_counters(self.retired.setdefault(db.path, {}), db.counters())
 
     def acquire(self, key: tuple[Any, ...], path: str, workers: int | None,
@@ -239,6 +241,8 @@ class _Registry:
             if db.refs > 0:
                 return
             db.idle_since = time.monotonic()
+            if db.sync is not None:
+                db.sync.close()  # SQLite has probably removed the WAL
             if self.databases.get(db.key) is not db:
                 return
             excess = []
@@ -314,6 +318,7 @@ class _Registry:
             db._lock = threading.Lock()
             db.gate = WriterGate(db.key if db.driver == "sqlite3" else None)
             if db.sync is not None:
+                db.sync.forget()
                 db.sync = GroupSync(db.sync.wal_path, _held_by(db.gate))
         self.databases.clear()
         self.retired = {}

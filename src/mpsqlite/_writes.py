@@ -176,6 +176,8 @@ class GatedWrites(Replayed):
     def _journal_changed(self) -> None:
         """Group commit needs WAL: leaving it gives SQLite back the level asked for."""
         mode = _exec(self, "PRAGMA journal_mode").fetchone()[0]
+        if self._db is not None and self._db.sync is not None:
+            self._db.sync.close()  # leaving WAL removes the file; coming back makes a new one
         if self._group and mode != "wal":
             self._group = False
             _exec(self, f"PRAGMA synchronous={self._sync_level}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 from contextlib import closing
@@ -436,3 +437,101 @@ def test_after_a_slow_fsync_the_leader_waits_for_the_writer_in_the_gate(tmp_path
 def test_after_a_fast_fsync_the_leader_does_not_wait(tmp_path, monkeypatch):
     monkeypatch.setattr("mpsqlite._durability.MAX_DELAY", 5.0)  # a wait would be seen
     assert _gathered(tmp_path, monkeypatch, 0.0) == (2, 2)
+
+
+def _wal_descriptors(db_path) -> list[str]:
+    """What group commit's descriptors of ``db_path``'s WAL point to: those open read-only
+    (SQLite's own are open for writing)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                flags = next(int(line.split()[1], 8) for line in info
+                             if line.startswith("flags:"))
+        except (OSError, StopIteration):
+            continue
+        if target.startswith(f"{db_path}-wal") and flags & os.O_ACCMODE == os.O_RDONLY:
+            found.append(target)
+    return found
+
+
+def test_the_wal_is_opened_once_for_many_commits(conn, db_path, monkeypatch):
+    opened = []
+    real = os.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    from mpsqlite import _durability
+
+    monkeypatch.setattr(_durability.os, "open", counting_open)
+    for i in range(20):
+        conn.execute("insert into w(v) values (?)", (str(i),))
+        conn.commit()
+    assert conn.pool_status()["fsyncs"] >= 20
+    assert opened.count(f"{db_path}-wal") <= 1
+
+
+def test_a_new_wal_after_a_change_of_journal_mode_is_the_one_synced(conn, db_path, fsyncs):
+    conn.execute("insert into w(v) values ('in the first wal')")
+    conn.commit()
+    assert conn.execute("pragma journal_mode=delete").fetchone() == ("delete",)
+    assert not os.path.exists(f"{db_path}-wal")
+    assert conn.execute("pragma journal_mode=wal").fetchone() == ("wal",)
+    fsyncs.paths.clear()
+    conn.execute("insert into w(v) values ('in the second')")
+    conn.commit()
+    assert fsyncs.paths == [f"{db_path}-wal"]  # not "... (deleted)"
+
+
+def test_the_wal_is_let_go_at_the_last_close_and_the_new_one_synced(mp_connect, db_path,
+                                                                     fsyncs):
+    first = mp_connect()
+    first.execute("create table w(id integer primary key, v text)")
+    first.commit()
+    assert _wal_descriptors(db_path) == [f"{db_path}-wal"]
+    first.close()  # SQLite checkpoints and removes the WAL
+    assert not os.path.exists(f"{db_path}-wal")
+    assert _wal_descriptors(db_path) == []
+    second = mp_connect()
+    fsyncs.paths.clear()
+    second.execute("insert into w(v) values ('after')")
+    second.commit()
+    assert fsyncs.paths == [f"{db_path}-wal"]
+    second.close()
+
+
+def test_another_process_closing_leaves_the_wal_that_is_synced(conn, db_path, fsyncs):
+    conn.execute("insert into w(v) values ('here')")
+    conn.commit()
+    code = ("import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); "
+            "d.execute(\"insert into w(v) values ('there')\"); d.commit(); d.close()")
+    subprocess.run([sys.executable, "-c", code, str(db_path)], check=True, timeout=60)
+    # This process's open connection keeps SQLite from removing the WAL at that close.
+    assert os.path.exists(f"{db_path}-wal")
+    fsyncs.paths.clear()
+    conn.execute("insert into w(v) values ('here again')")
+    conn.commit()
+    assert fsyncs.paths == [f"{db_path}-wal"]
+
+
+def test_a_forked_child_closes_its_parents_wal_descriptor(conn, db_path):
+    conn.execute("insert into w(v) values ('parent')")
+    conn.commit()
+    assert _wal_descriptors(db_path) == [f"{db_path}-wal"]
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(read_fd)
+            os.write(write_fd, repr(_wal_descriptors(db_path)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        seen = pipe.read()
+    os.waitpid(child, 0)
+    assert seen == "[]"
+    assert _wal_descriptors(db_path) == [f"{db_path}-wal"]  # the parent's stays
