@@ -397,6 +397,10 @@ class Connection(GatedWrites):
         if db is not None and db.has_workers:
             self.in_transaction  # noqa: B018 - sqlite3's checks (thread, closed) first
             db.pool().forget_connection(self._key)
+        if db is not None and db.refs == 1 and db.sync is not None:
+            # Probably the last: SQLite's close is about to remove the WAL, and freeing
+            # its blocks then, as for sqlite3, costs less than at our close of it later.
+            db.sync.close()
         _base_close(self)
         self._release()
 
