@@ -247,6 +247,8 @@ class _Registry:
                 return
             excess = []
             for keep, linked in ((IDLE_LINKS, True), (IDLE_PLAIN, False)):
+                if len(self.databases) <= keep:
+                    continue  # too few in all for this kind to overflow
                 idle = [d for d in self.databases.values()
                         if d.refs == 0 and not d.has_workers and d.linked is linked]
                 excess += sorted(idle, key=lambda d: d.idle_since)[:max(len(idle) - keep, 0)]
