@@ -45,8 +45,7 @@ class Database:
         self.path = path
         self.driver = driver
         self.gate = WriterGate(key if driver == "sqlite3" else None)
-        self.sync = (GroupSync(path + "-wal", lambda: self.gate.held) if driver == "sqlite3"
-                     else None)
+        self.sync = GroupSync(path + "-wal", _held_by(self.gate)) if driver == "sqlite3" else None
         self.heavy: set[str] = set()  # SQL judged worth a worker
         # SQL found long in the short-read turn (mpsqlite._turn): [runs left outside, backoff]
         self.long_reads: dict[str, list[int]] = {}

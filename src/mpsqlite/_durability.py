@@ -164,7 +164,6 @@ class GroupSync:
 
     def _open(self) -> int | None:
         """The WAL at its path now, kept in ``_fd``; None where there is none."""
-        self._drop_fd()
         try:
             self._fd = os.open(self.wal_path, os.O_RDONLY)
         except FileNotFoundError:
