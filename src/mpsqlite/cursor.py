@@ -97,11 +97,13 @@ class Cursor(sqlite3.Cursor):
             self._t0 = None
             if _turn.contended and not self._clocked:
                 _turn.read(self, db, sql, parameters)
-            else:
+            elif _turn.CONTENDED:  # the turn is on: watch for readers that meet in SQLite
                 _turn.last = me = id(self)
                 _execute(self, sql, parameters)
                 if _turn.last != me:  # another thread read while this one was in SQLite
                     _turn.contended = _turn.CONTENDED
+            else:
+                _execute(self, sql, parameters)
             con._schema_read = False  # the read checked the schema: a write prepares on it
             return self
         self._judge = None
