@@ -17,8 +17,8 @@ sqlite3 itself: nothing a caller can see changes.
   unloaded one it cost them 0.51x against 0.84x off, since the threads then
   convoy on the turn instead (docs/benchmarks.md). It stays, tested, until a
   switch that measures which of the two a process is in.
-- A thread alone pays a test and a store: the turn is taken only for
-  ``CONTENDED`` reads after contention was last seen.
+- Off, a read pays two tests. On, a thread alone pays a test and a store:
+  the turn is taken only for ``CONTENDED`` reads after contention was last seen.
 - A thread waits at most ``TURN_WAIT`` for the turn, then reads anyway.
 - A read that held the turn for more than ``LONG_WALL`` is measured again,
   by thread CPU time; if that exceeds ``LONG_CPU``, it runs outside the turn
