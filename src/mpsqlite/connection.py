@@ -321,15 +321,13 @@ class Connection(GatedWrites):
         return _base_cursor(self, factory)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        if _turn.contended:
-            db = self._db
-            if db is not None and _turn.short(self, db, sql):
-                turn = _turn.take()  # for making the cursor too (see mpsqlite._turn)
-                if turn is not None:
-                    try:
-                        return self.cursor().execute(sql, parameters)
-                    finally:
-                        turn.release()
+        if _turn.contended and (db := self._db) is not None and _turn.short(self, db, sql):
+            turn = _turn.take()  # for making the cursor too (see mpsqlite._turn)
+            if turn is not None:
+                try:
+                    return self.cursor().execute(sql, parameters)
+                finally:
+                    turn.release()
         return self.cursor().execute(sql, parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
