@@ -59,7 +59,9 @@ def takes(monkeypatch):
 
 @pytest.fixture
 def contended(monkeypatch, takes):
-    """Every read runs as under contention (the count never runs out in a test)."""
+    """Every read runs as under contention (the count never runs out in a test, nor when
+    a read finds the turn taken, which sets it back to CONTENDED)."""
+    monkeypatch.setattr(_turn, "CONTENDED", 10**9)
     monkeypatch.setattr(_turn, "contended", 10**9)
     return takes
 
@@ -103,21 +105,26 @@ def test_a_thread_alone_never_takes_the_turn(conn, takes):
     assert _turn.contended == 0
 
 
-def _two_readers_meet_in_sqlite(mp_connect):
+def _two_readers_meet_in_sqlite(mp_connect, tries=1):
+    """Two threads read at once, up to ``tries`` times until the turn starts: on a loaded
+    machine one may not be scheduled at all while the other is in SQLite."""
     conns = [mp_connect(check_same_thread=False) for _ in range(2)]
-    start = threading.Barrier(2)
-    results = []
+    for _ in range(tries):
+        start = threading.Barrier(2)
+        results = []
 
-    def slow(c):
-        start.wait()
-        results.append(c.execute(_SLOW).fetchone())
+        def slow(c):
+            start.wait()
+            results.append(c.execute(_SLOW).fetchone())
 
-    threads = [threading.Thread(target=slow, args=(c,)) for c in conns]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [_SLOW_ROW, _SLOW_ROW]
+        threads = [threading.Thread(target=slow, args=(c,)) for c in conns]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [_SLOW_ROW, _SLOW_ROW]
+        if _turn.contended:
+            return
 
 
 def test_by_default_readers_that_meet_do_not_start_the_turn(mp_connect, conn, takes,
@@ -131,7 +138,7 @@ def test_by_default_readers_that_meet_do_not_start_the_turn(mp_connect, conn, ta
 
 
 def test_two_readers_in_sqlite_at_once_start_the_turn(mp_connect, conn, takes):
-    _two_readers_meet_in_sqlite(mp_connect)
+    _two_readers_meet_in_sqlite(mp_connect, tries=5)
     assert _turn.contended == _turn.CONTENDED
     assert conn.execute(_POINT, (7,)).fetchone() == (7, "s7")
     assert takes and all(takes)
@@ -139,7 +146,13 @@ def test_two_readers_in_sqlite_at_once_start_the_turn(mp_connect, conn, takes):
 
 
 def test_reads_in_the_turn_from_many_threads_see_what_sqlite3_sees(
-        mp_connect, conn, db_path, contended):
+        mp_connect, conn, db_path, contended, monkeypatch):
+    # Every read takes the turn. On a loaded machine a holder descheduled for TURN_WAIT
+    # would let the next read run beside it (test_a_read_waits_for_the_turn_only_so_long),
+    # and one preempted, or charged a hypervisor's steal, past LONG_CPU would leave it for
+    # a while (test_a_long_read_leaves_the_turn_and_backs_off).
+    monkeypatch.setattr(_turn, "TURN_WAIT", 60.0)
+    monkeypatch.setattr(_turn, "LONG_WALL", 60.0)
     conns = [mp_connect(check_same_thread=False) for _ in range(6)]
     plain = sqlite3.connect(str(db_path))
     expected = {i: plain.execute(_POINT, (i,)).fetchone() for i in range(200)}
