@@ -32,6 +32,11 @@ IDLE_LINKS = 4
 #: connection per request finds its gate and counters instead of building them again
 #: (the oldest is dropped to make room; the reaper drops them too if it runs).
 IDLE_PLAIN = 8
+#: Most paths whose databases were dropped that keep counters of their own (for
+#: mpsqlite.metrics); those of older ones are summed under ``OTHER_PATHS``, so that a process
+#: that opens a new file per job or per test does not grow without bound.
+RETIRED_PATHS = 1024
+OTHER_PATHS = "(other)"
 _HEAVY_LIMIT = 4096
 _CPUS = os.cpu_count() or 1  # the default pool size
 
@@ -202,8 +207,9 @@ class _Registry:
         self._reaper: threading.Thread | None = None
         self._reaper_due = 0.0  # when the reaper wakes by itself next
         self.pid = os.getpid()
-        # Counters of the databases dropped so far, summed by path: with the live ones they
-        # make totals that never go back (mpsqlite.metrics).
+        # Counters of the databases dropped so far, summed by path, the most recent
+        # RETIRED_PATHS of them (the rest under OTHER_PATHS): with the live ones they make
+        # totals that never go back (mpsqlite.metrics).
         self.retired: dict[str, dict[str, Any]] = {}
 
     def _drop(self, db: Database) -> None:
@@ -211,7 +217,15 @@ class _Registry:
         del self.databases[db.key]
         if db.sync is not None:
             db.sync.close()
-        add_counters(self.retired.setdefault(db.path, {}), db.counters())
+        retired = self.retired
+        counters = retired.pop(db.path, None) or {}
+        add_counters(counters, db.counters())
+        retired[db.path] = counters  # the most recent last
+        if len(retired) > RETIRED_PATHS + (OTHER_PATHS in retired):
+            oldest = next(path for path in retired if path != OTHER_PATHS)
+            other = retired.pop(OTHER_PATHS, {})
+            add_counters(other, retired.pop(oldest))
+            retired[OTHER_PATHS] = other
 
     def acquire(self, key: tuple[Any, ...], path: str, workers: int | None,
                 driver: str) -> Database:

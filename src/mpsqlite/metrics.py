@@ -33,7 +33,12 @@ Cost: mpsqlite counts with plain integer increments, as it always has
 (``pool_status()``); the collector reads those counters only when scraped.
 Counters never go back: a database dropped after its last connection closed
 (``pool_status()`` then forgets it) keeps its totals in the registry, and a
-path opened again goes on from them. :func:`snapshot` gives the same numbers
+path opened again goes on from them. The registry keeps them for the 1,024
+paths dropped most recently (``_database.RETIRED_PATHS``); older paths'
+totals are summed in the series of the path ``(other)``, so that a process
+that opens a new file per job or per test keeps a bounded number of series.
+Such an older path opened again starts a series of its own from zero, which
+Prometheus reads as a counter reset. :func:`snapshot` gives the same numbers
 as plain dicts, without ``prometheus_client``.
 
 **Several processes** (gunicorn, uWSGI). With ``PROMETHEUS_MULTIPROC_DIR`` set
@@ -61,7 +66,7 @@ import weakref
 from itertools import accumulate
 from typing import Any
 
-from ._database import add_counters
+from ._database import OTHER_PATHS, add_counters
 from ._database import registry as _databases
 from ._gate import WAIT_BUCKETS
 
@@ -113,6 +118,12 @@ def _zero() -> dict[str, Any]:
     return z
 
 
+def _plus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The counters of two snapshots added (gauges left out)."""
+    return {name: ([x + y for x, y in zip(a[name], b[name])] if name == "writer_waits"
+                   else a[name] + b[name]) for name in _COUNTERS}
+
+
 def _at_least(now: dict[str, Any], floor: dict[str, Any]) -> None:
     """Raise ``now`` to ``floor``, number by number (a drop seen mid-update is not real)."""
     for name in _COUNTERS:
@@ -149,8 +160,8 @@ def snapshot() -> dict[str, dict[str, Any]]:
             if floor is not None:
                 _at_least(now, floor)
             _high[path] = {**now, "writer_waits": list(now["writer_waits"])}
-        for path, floor in _high.items():  # a path forgotten meanwhile (after fork: reset)
-            totals.setdefault(path, {**floor, "writer_waits": list(floor["writer_waits"])})
+        for path in [p for p in _high if p not in totals]:
+            del _high[path]  # summed under OTHER_PATHS now
     return {path: {**c, **gauges.get(path, dict.fromkeys(_GAUGES, 0))}
             for path, c in totals.items()}
 
@@ -230,8 +241,16 @@ class MultiprocessExporter:
         with self._lock:
             if os.getpid() != self._pid:  # a forked child: its counts start from zero
                 self._pid, self._sent = os.getpid(), {}
-            for path, now in snapshot().items():
+            snap = snapshot()
+            # Paths whose counts moved to OTHER_PATHS: what was sent of them is not sent
+            # again. (prometheus_client's files keep every series they were given.)
+            folded = [(path, self._sent.pop(path)) for path in list(self._sent)
+                      if path not in snap]
+            for path, now in snap.items():
                 before = self._sent.get(path) or _zero()
+                if path == OTHER_PATHS:
+                    for _, sent in folded:
+                        before = _plus(before, sent)
                 for where, kind, key in _STATEMENTS:
                     _inc(self._statements.labels(path, where, kind), now[key] - before[key])
                 for metric, (_, key, _) in zip(self._counters, _COUNTER_DOCS):

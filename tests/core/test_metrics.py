@@ -331,3 +331,95 @@ def test_multiprocess_forked_child_counts_from_zero(tmp_path, db_path):
     assert sample(got, "mpsqlite_statements_total", db_path, where="caller", kind="write") == 6
     assert sample(got, "mpsqlite_commits_total", db_path) == 3
     assert len({f.stem.rsplit("_", 1)[1] for f in files.iterdir()}) == 2
+
+
+def _write_file(path: Path, inserts: int) -> None:
+    """Open a file, make a table and ``inserts`` rows, close: 1 + inserts writes, 2 commits."""
+    conn = mpsqlite.connect(str(path), coordinate=False)
+    conn.execute("create table if not exists t(x)")
+    for j in range(inserts):
+        conn.execute("insert into t values (?)", (j,))
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def few_retired(monkeypatch):
+    """A registry that keeps the counters of 3 dropped paths, and drops every closed file."""
+    from mpsqlite import _database
+
+    mpsqlite.shutdown()  # what other tests left idle is dropped into the real totals
+    monkeypatch.setattr(_database, "RETIRED_PATHS", 3)
+    monkeypatch.setattr(_database, "IDLE_PLAIN", 0)
+    monkeypatch.setattr(_database.registry, "retired", {})
+    monkeypatch.setattr(metrics, "_high", {})
+    return _database.registry
+
+
+def test_dropped_paths_beyond_the_bound_are_summed_under_other(registry, tmp_path, few_retired):
+    paths = [tmp_path / f"f{i}.db" for i in range(6)]
+    sums = []
+    for i, path in enumerate(paths):
+        _write_file(path, i + 1)
+        got = scrape(registry)
+        sums.append(sum(v for (name, labels), v in got.items()
+                        if name == "mpsqlite_commits_total"))
+    assert sums == [2, 4, 6, 8, 10, 12]  # the sum over series never went back
+    assert set(few_retired.retired) == {str(p) for p in paths[3:]} | {"(other)"}
+    snap = metrics.snapshot()
+    assert not {str(p) for p in paths[:3]} & set(snap)
+    assert (snap["(other)"]["caller_writes"], snap["(other)"]["commits"]) == (2 + 3 + 4, 6)
+    assert [snap[str(p)]["caller_writes"] for p in paths[3:]] == [5, 6, 7]
+    # An older path opened again starts from zero; the oldest kept one moves to "(other)".
+    _write_file(paths[0], 1)
+    snap = metrics.snapshot()
+    assert snap[str(paths[0])]["caller_writes"] == 2
+    assert snap["(other)"]["caller_writes"] == 2 + 3 + 4 + 5
+    assert str(paths[3]) not in snap
+    assert len(few_retired.retired) == 4
+
+
+def test_a_new_file_per_job_keeps_a_bounded_registry(few_retired, tmp_path):
+    for i in range(50):
+        path = tmp_path / f"job{i}.db"
+        _write_file(path, 1)
+        path.unlink()
+    assert len(few_retired.retired) == 4
+    assert metrics.snapshot()["(other)"]["commits"] == 2 * 47
+
+
+_FOLDING = textwrap.dedent("""
+    import sys
+    import mpsqlite, mpsqlite.metrics
+    from mpsqlite import _database
+    _database.RETIRED_PATHS, _database.IDLE_PLAIN = 2, 0
+    exporter = mpsqlite.metrics.register(interval=3600)  # synced below, by exposition()
+    for path in sys.argv[2:]:
+        conn = mpsqlite.connect(path, coordinate=False)
+        conn.execute("create table t(x)")
+        conn.commit()
+        conn.close()
+        mpsqlite.metrics.exposition()
+    body, _ = mpsqlite.metrics.exposition()
+    with open(sys.argv[1], "wb") as f:
+        f.write(body)
+""")
+
+
+def test_multiprocess_counts_moved_under_other_are_not_added_twice(tmp_path):
+    files = tmp_path / "prom"
+    files.mkdir()
+    out = tmp_path / "scrape.txt"
+    paths = [str(tmp_path / f"f{i}.db") for i in range(5)]
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(files))
+    run = subprocess.run([sys.executable, "-c", _FOLDING, str(out), *paths], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "Warning" not in run.stderr, run.stderr
+    commits = {dict(s.labels)["database"]: s.value
+               for f in text_string_to_metric_families(out.read_text()) for s in f.samples
+               if s.name == "mpsqlite_commits_total"}
+    # Files keep every series they were given; "(other)" adds only what none of them had.
+    assert {p: commits[p] for p in paths} == dict.fromkeys(paths, 1.0)
+    assert commits.get("(other)", 0.0) == 0.0
+    assert sum(commits.values()) == 5

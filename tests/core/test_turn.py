@@ -113,7 +113,7 @@ def _two_readers_meet_in_sqlite(mp_connect, tries=1):
         start = threading.Barrier(2)
         results = []
 
-        def slow(c):
+        def slow(c, start=start, results=results):
             start.wait()
             results.append(c.execute(_SLOW).fetchone())
 
