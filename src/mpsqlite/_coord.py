@@ -42,8 +42,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _coordinator
-from ._coordinator import Coordinator, peer_uid
+from ._coordinator import PEERCRED as _PEERCRED
+from ._coordinator import Coordinator, host, peer_uid
+from ._coordinator import after_fork_in_child as _forget_hosted
 
 log = logging.getLogger("mpsqlite.coordinator")
 
@@ -58,7 +59,6 @@ BUSY_HINT = 0.001
 #: next one (another process may be taking over at that moment).
 RETRY = 0.002
 _SUN_PATH_MAX = 107
-_PEERCRED = _coordinator.PEERCRED
 _live: weakref.WeakSet[Turn] = weakref.WeakSet()
 
 
@@ -273,7 +273,7 @@ class Turn:
     def _host(self, path: str) -> bool:
         """Become the coordinator if no live process hosts it."""
         try:
-            coordinator = _coordinator.host(path, self)
+            coordinator = host(path, self)
         except OSError as exc:
             self._disable(f"cannot host a coordinator at {path}: {exc}")
             return False
@@ -345,7 +345,7 @@ class Turn:
 
 
 def _after_fork_in_child() -> None:
-    _coordinator.after_fork_in_child()
+    _forget_hosted()
     for turn in list(_live):
         turn.forget()
 
