@@ -75,15 +75,20 @@ def test_statements_commits_and_workers_as_scraped(registry, db_path):
     assert metrics.register(registry) is metrics.register(registry)
 
 
+def _write_file(path: Path, inserts: int) -> None:
+    """Open a file, make a table and ``inserts`` rows, close: 1 + inserts writes, 2 commits."""
+    # not linked to other processes' writer queue either: nothing keeps it after close
+    conn = mpsqlite.connect(str(path), coordinate=False)
+    conn.execute("create table if not exists t(x)")
+    for j in range(inserts):
+        conn.execute("insert into t values (?)", (j,))
+    conn.commit()
+    conn.close()
+
+
 def test_counters_outlive_the_database_being_dropped(registry, db_path):
     for rows in (3, 4):
-        # not linked to other processes' writer queue either: nothing keeps it after close
-        conn = mpsqlite.connect(str(db_path), coordinate=False)
-        conn.execute("create table if not exists t(x)")
-        for i in range(rows):
-            conn.execute("insert into t values (?)", (i,))
-        conn.commit()
-        conn.close()
+        _write_file(db_path, rows)
         # no workers ever started: the database is forgotten at its last close
         assert str(db_path) not in {p["database"] for p in mpsqlite.pool_status()}
         got = scrape(registry)
@@ -331,16 +336,6 @@ def test_multiprocess_forked_child_counts_from_zero(tmp_path, db_path):
     assert sample(got, "mpsqlite_statements_total", db_path, where="caller", kind="write") == 6
     assert sample(got, "mpsqlite_commits_total", db_path) == 3
     assert len({f.stem.rsplit("_", 1)[1] for f in files.iterdir()}) == 2
-
-
-def _write_file(path: Path, inserts: int) -> None:
-    """Open a file, make a table and ``inserts`` rows, close: 1 + inserts writes, 2 commits."""
-    conn = mpsqlite.connect(str(path), coordinate=False)
-    conn.execute("create table if not exists t(x)")
-    for j in range(inserts):
-        conn.execute("insert into t values (?)", (j,))
-    conn.commit()
-    conn.close()
 
 
 @pytest.fixture
