@@ -1,9 +1,11 @@
 """What a worker replays to stand in for a connection, and what keeps a connection local.
 
 Settings made through the API (functions, collations, limits) and through SQL
-(``PRAGMA`` settings, ``ATTACH``) are recorded in the order made; a worker replays
-them before it runs one of this connection's statements. Callbacks, extensions,
-TEMP objects and in-memory attachments keep every statement in the caller.
+(``PRAGMA`` settings, ``ATTACH``) are recorded in the order made, the last of each
+(a pragma by schema and name, an attachment by schema name, which ``DETACH`` takes
+out); a worker replays them before it runs one of this connection's statements.
+Callbacks, extensions, TEMP objects and in-memory attachments keep every statement in
+the caller.
 """
 
 from __future__ import annotations
@@ -156,6 +158,21 @@ class Replayed(sqlite3.Connection):
         self._replay[key] = entry
         self._replay_version += 1
         self._shipped = None
+
+    def _attached(self, sql: str, params: Any) -> None:
+        """Note an ATTACH or DETACH that ran: a worker replays the attachments there are now,
+        by schema name, so a DETACH takes its ATTACH out (an application that attaches per
+        request must not make every worker replay its history). A statement not read as
+        either is kept, in the order made."""
+        named = _sql.attachment(sql)
+        if named is not None and not named[0] and ("attach", named[1]) in self._replay:
+            del self._replay["attach", named[1]]
+            self._replay_version += 1
+            self._shipped = None
+        elif named is not None and named[0]:
+            self._record(("attach", named[1]), ("sql", sql, params))
+        else:
+            self._record(("attach", self._replay_version), ("sql", sql, params))
 
     def _worker_settings(self) -> tuple[int, int, Settings] | None:
         """``(key, version, settings)`` for the wire, or None if they cannot travel."""

@@ -36,6 +36,9 @@ _BEGIN_WRITE = re.compile(r"begin\s+(?:immediate|exclusive)\b", re.I)
 _ROLLBACK_TO = re.compile(r"rollback\s*(?:transaction\s*)?to\b", re.I)
 _SYNC_VALUE = re.compile(r"[=(]\s*['\"]?([\w-]+)")
 _NAME = r"(?:\"(?:[^\"]|\"\")*\"|\[[^\]]*\]|`[^`]*`|[A-Za-z_][\w$]*)"
+# ATTACH ... AS name / DETACH name, alone in the statement (a trailing ';' and blanks aside).
+_ATTACH = re.compile(rf"attach\s+(?:database\s+)?.+\s+as\s+({_NAME})\s*;?\s*$", re.I | re.S)
+_DETACH = re.compile(rf"detach\s+(?:database\s+)?({_NAME})\s*;?\s*$", re.I | re.S)
 _TEMP_DDL = re.compile(
     r"create\s+(?:temp|temporary)\s|(?:create|drop)\s+(?:unique\s+)?(?:table|view|index|trigger)"
     r"\s+(?:if\s+(?:not\s+)?exists\s+)?temp\s*\.", re.I)
@@ -153,10 +156,22 @@ def dml_target(sql: str) -> tuple[str, str] | None:
     return target
 
 
-def pragma_name(sql: str) -> str:
-    """The lower-case name a PRAGMA statement names ('' if none)."""
+def pragma_key(sql: str) -> tuple[str, str]:
+    """``(schema, name)`` (lower case, schema '' if unqualified) a PRAGMA statement names;
+    ``("", "")`` if none."""
     p = _PRAGMA.match(sql, _SKIP.match(sql).end())  # type: ignore[union-attr]
-    return p.group(2).lower() if p else ""
+    return ((p.group(1) or "").lower(), p.group(2).lower()) if p else ("", "")
+
+
+def attachment(sql: str) -> tuple[bool, str] | None:
+    """``(True, schema)`` for ``ATTACH ... AS schema``, ``(False, schema)`` for ``DETACH
+    schema`` (lower case, unquoted); None where the statement is not read as either."""
+    start = _SKIP.match(sql).end()  # type: ignore[union-attr]
+    m = _ATTACH.match(sql, start)
+    if m is not None:
+        return True, _unquote(m.group(1))
+    m = _DETACH.match(sql, start)
+    return (False, _unquote(m.group(1))) if m is not None else None
 
 
 def sync_level(sql: str) -> int | None:

@@ -114,9 +114,9 @@ class GatedWrites(Replayed):
             if took and perf_counter() - started > BUSY_HINT:
                 self._contended()  # probably waited in SQLite's busy handler
             if k is Kind.PRAGMA_SET:
-                self._record(("pragma", _sql.pragma_name(sql)), ("sql", sql, params))
+                self._record(("pragma", *_sql.pragma_key(sql)), ("sql", sql, params))
             elif k is Kind.ATTACH:
-                self._record(("attach", self._replay_version), ("sql", sql, params))
+                self._attached(sql, params)
             elif k is Kind.JOURNAL_MODE:
                 self._journal_changed()
             if k is Kind.WRITE or k is Kind.ATTACH or k is Kind.TEMP:

@@ -307,6 +307,39 @@ def test_attach_detach_and_attach_again(conn, tmp_path):
     assert len(run_remote(conn, sql)) == BIG
 
 
+def _attachments_on_a_worker(conn) -> set[tuple[str, str]]:
+    """``(schema, file name)`` of each database a worker standing in for ``conn`` has."""
+    sql = ("select d.name, d.file from pragma_database_list d, big b "
+           "where b.x < 1000 order by d.seq, b.x")  # 1000 rows a database: heavy
+    rows = run_remote(conn, sql)
+    return {(name, os.path.basename(file)) for name, file in rows}
+
+
+def test_a_worker_replays_the_attachments_there_are_not_their_history(conn, tmp_path):
+    files = [tmp_path / f"tenant{i}.db" for i in range(3)]
+    for f in files:
+        sqlite3.connect(f).close()
+    mark_heavy(conn, "select d.name, d.file from pragma_database_list d, big b "
+                     "where b.x < 1000 order by d.seq, b.x")
+    for n in range(300):  # as an application that attaches a tenant's file per request
+        conn.execute("attach database ? as tenant", (str(files[n % 3]),))
+        conn.execute("detach database tenant")
+    conn.execute("attach database ? as \"Tenant\"", (str(files[1]),))
+    conn.execute("attach database ? as other", (str(files[2]),))
+    conn.execute("pragma main.cache_size = 200")
+    conn.execute("pragma other.cache_size = 100")
+    assert _attachments_on_a_worker(conn) == {
+        ("main", os.path.basename(conn._connect[0])), ("other", "tenant2.db"),
+        ("Tenant", "tenant1.db")}
+    assert len(conn._replay) == 4  # two attachments and two pragmas: no history
+    conn.execute("detach database TENANT")  # schema names ignore case, as in SQLite
+    assert _attachments_on_a_worker(conn) == {
+        ("main", os.path.basename(conn._connect[0])), ("other", "tenant2.db")}
+    cache = "select c.cache_size from pragma_cache_size c, big b where b.x < 1000"
+    mark_heavy(conn, cache)
+    assert set(run_remote(conn, cache)) == {(200,)}  # main's, not lost to other's, set after it
+
+
 def test_the_worker_sees_schema_changes(conn):
     mark_heavy(conn, "select * from big")
     assert run_remote(conn, "select * from big")[0] == (0, "s0")
