@@ -19,8 +19,10 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 _FDATASYNC = hasattr(os, "fdatasync")  # what SQLite itself calls on Linux
 #: Longest a leader waits for the writers in the gate before it fsyncs.
@@ -191,3 +193,54 @@ class GroupSync:
         except OSError as exc:
             raise sqlite3.OperationalError(
                 f"disk I/O error syncing {self.wal_path}: {exc}{_COMMITTED}") from exc
+
+
+def _immutable_file(database: Any, uri: bool) -> str | None:
+    """The file an ``immutable=1`` URI names, as SQLite reads it; None for anything else."""
+    if not uri:
+        return None
+    try:
+        name = os.fsdecode(database)
+    except TypeError:
+        return None
+    if not name.startswith("file:"):
+        return None
+    path, _, query = name[5:].partition("#")[0].partition("?")
+    if path.startswith("//"):
+        authority, slash, rest = path[2:].partition("/")
+        if authority not in ("", "localhost"):
+            return None  # SQLite refuses it
+        path = slash + rest
+    flag = "0"
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if urllib.parse.unquote(key) == "immutable":
+            flag = urllib.parse.unquote(value).lower()
+    path = urllib.parse.unquote(path)
+    return path if path and flag in ("1", "yes", "true", "on") else None
+
+
+def checkpoint_for_immutable(database: Any, uri: bool) -> None:
+    """Before an ``immutable=1`` connection opens a file: copy its WAL into it.
+
+    SQLite reads an immutable file without its WAL. sqlite3 would have written the
+    commits of a rollback-journal file into the file itself; mpsqlite switched it to WAL,
+    where they wait for a checkpoint. A passive one takes no lock that writers wait for;
+    where it cannot run (read-only media, a reader's old snapshot), the reader sees the
+    file as it is, as SQLite would show it."""
+    path = _immutable_file(database, uri)
+    if path is None:
+        return
+    try:
+        if os.path.getsize(path + "-wal") == 0:
+            return
+        con = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=rw",
+                              uri=True, timeout=0, factory=sqlite3.Connection)
+    except (OSError, sqlite3.Error):
+        return
+    try:
+        con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error:
+        pass
+    finally:
+        con.close()

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from . import _turn
 from ._database import Database, registry
+from ._durability import checkpoint_for_immutable
 from ._replay import _exec, no_busy_wait
 from ._timeout import Clock, check_seconds, interrupter
 from ._writes import GatedWrites
@@ -136,6 +137,7 @@ class Connection(GatedWrites):
         # mpsqlite's statements at connect must not wait for another process's lock, as
         # sqlite3.connect does not: sqlite3 sets no busy timeout until they have run.
         busy_ms = _busy_ms(timeout) if type(timeout) in (int, float) else None
+        checkpoint_for_immutable(database, uri)  # whoever switched the file to WAL
         super().__init__(database, timeout=0 if busy_ms is not None else timeout,
                          detect_types=detect_types,
                          isolation_level=isolation_level,  # type: ignore[arg-type]  # "" too

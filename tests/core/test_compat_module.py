@@ -147,6 +147,25 @@ def test_uri_connect_read_only(connect, db_path):
         ro.execute("insert into t values (2)")
 
 
+def test_an_immutable_reader_sees_what_an_open_connection_committed(connect, tmp_path):
+    """SQLite reads an ``immutable=1`` file without its WAL (Datasette opens files so):
+    what a connection still open has committed must be in the file itself, as it is
+    under sqlite3's rollback journal."""
+    import urllib.parse
+
+    path = tmp_path / "a%b c.db"
+    writer = connect(str(path))
+    writer.execute("create table posts(id integer primary key)")
+    writer.executemany("insert into posts values (?)", [(1,), (2,)])
+    writer.commit()
+    for uri in (f"file:{urllib.parse.quote(str(path))}?immutable=1",
+                f"file://localhost{urllib.parse.quote(str(path))}?mode=ro&immutable=yes"):
+        reader = connect(uri, uri=True)
+        assert reader.execute("select id from posts").fetchall() == [(1,), (2,)]
+        reader.close()
+    assert writer.execute("select count(*) from posts").fetchone() == (2,)
+
+
 def test_dbapi2_is_the_module_itself(dbapi):
     """``from sqlite3 import dbapi2 as Database`` (Django's backend) gets the same module's
     connect, so code written for sqlite3 that imports it that way gets mpsqlite's."""

@@ -156,6 +156,23 @@ def test_uri_with_escaped_query_characters(mp_connect, tmp_path):
     assert (tmp_path / "a?b#c.db").exists()
 
 
+@pytest.mark.parametrize(("database", "uri", "expected"), [
+    ("file:/d/a%25b%3F.db?immutable=1", True, "/d/a%b?.db"),
+    ("file:///d/x.db?mode=ro&immutable=on#frag", True, "/d/x.db"),
+    ("file://localhost/d/x.db?immutable=TRUE", True, "/d/x.db"),
+    (b"file:rel.db?immutable=1", True, "rel.db"),
+    ("file:x.db?immutable=0", True, None),
+    ("file:x.db?mode=ro", True, None),
+    ("file:x.db?immutable=1", False, None),  # a plain path that starts with "file:"
+    ("file://elsewhere/x.db?immutable=1", True, None),  # SQLite refuses a remote host
+    ("file:?immutable=1", True, None),  # a private temporary database
+])
+def test_the_file_an_immutable_uri_names(database, uri, expected):
+    from mpsqlite._durability import _immutable_file
+
+    assert _immutable_file(database, uri) == expected
+
+
 def test_read_only_uri_is_served_and_refuses_writes_as_sqlite3(mp_connect, db_path):
     setup = mp_connect()
     fill_big(setup)

@@ -143,6 +143,23 @@ def sdist_tree(name: str, version: str) -> Path:
     return tree
 
 
+def git_tree(git: Path, ref: str, name: str) -> tuple[Path, str]:
+    """Export ``ref`` of the git dir (bare or not) ``git`` once, to <cache>/src/NAME-git-SHA;
+    returns the tree and the short sha."""
+    gitdir = git / ".git" if (git / ".git").exists() else git
+    sha = subprocess.run(["git", "--git-dir", gitdir, "rev-parse", "--short=10", ref],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    tree = cache_dir() / "src" / f"{name}-git-{sha}"
+    if not (tree / ".eco-complete").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "--git-dir", gitdir, "archive", "--format=tar", sha],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        (tree / ".eco-complete").write_text(sha)
+    return tree, sha
+
+
 # ---------------------------------------------------------------- bounded run
 def run_bounded(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
                 logfile: Path) -> tuple[int | None, float]:
@@ -252,6 +269,28 @@ def run_pytest_sides(project: str, label: str, py: str, tree: Path, a: Any, urls
             project, side, cmd, cwd=tree, timeout=a.timeout, version=version,
             env=child_env({"PYTHONPATH": str(HARNESS)}),
             what=f"{label} {version} pytest --dburi {url} " + " ".join(targets),
+        )
+
+
+def run_alias_pytest_sides(project: str, label: str, py: str, a: Any, args: list[Any],
+                           version: str, cwd: Path | None = None) -> None:
+    """Run ``pytest ARGS`` with the outcome recorder once per side, the mpsqlite side through
+    the sqlite3 alias (``eco_launch.py --alias-sqlite3``). ``cwd`` defaults to a fresh empty
+    folder per side under <cache>/db/<project>/."""
+    pytest_script = Path(py).parent / "pytest"
+    for side in sides(a.side):
+        workdir = cwd
+        if workdir is None:
+            workdir = cache_dir() / "db" / project / side
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
+        cmd = [*launch(py, side), pytest_script, "-p", "eco_pytest_recorder", "--timeout",
+               str(a.per_test_timeout), "-p", "no:cacheprovider", "-q", *args]
+        run_side(
+            project, side, cmd, cwd=workdir, timeout=a.timeout, version=version,
+            env=child_env({"PYTHONPATH": str(HARNESS), **alias_env(side, a.mpsqlite_options)}),
+            what=f"{label} {version}: pytest " + " ".join(str(x) for x in args)
+                 + options_note(side, a.mpsqlite_options),
         )
 
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Run the Django, peewee, Alembic and pandas suites on both drivers, then print every comparison.
+"""Run the Django, peewee, Alembic, pandas, sqlite-utils, Datasette suites on both drivers.
 
-    python tools/ecosystem/run_all.py [--side both] [--fresh] [--only django,peewee,alembic,pandas]
+    python tools/ecosystem/run_all.py [--side both] [--fresh]
+        [--only django,peewee,alembic,pandas,sqlite_utils,datasette]
+
+Then it prints every comparison.
 
 Each project runs with its own script's defaults (see README.md); a project
 whose script fails (no network, no peewee git snapshot) is reported and the
@@ -21,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _eco  # noqa: E402
 import compare  # noqa: E402
 
-PROJECTS = ("django", "peewee", "alembic", "pandas")
+PROJECTS = ("django", "peewee", "alembic", "pandas", "sqlite_utils", "datasette")
 
 
 def main() -> int:

@@ -24,7 +24,6 @@ to ``:memory:``, where mpsqlite is sqlite3 itself.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,26 +47,12 @@ def main() -> int:
         [["-e", f"{_eco.REPO}[sqlalchemy]"], [f"pandas=={version}"], TEST_DEPS],
         fresh=a.fresh,
     )
-    pytest_script = Path(py).parent / "pytest"
     # A path, not --pyargs: pytest then loads pandas' conftest.py (which defines
     # --no-strict-data-files) before it parses the options.
     target = subprocess.run([py, "-c", f"import {TARGET} as m; print(m.__file__)"],
                             capture_output=True, text=True, check=True).stdout.strip()
-    for side in _eco.sides(a.side):
-        workdir = _eco.cache_dir() / "db" / "pandas" / side
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        cmd = _eco.launch(py, side)
-        cmd += [pytest_script, "-p", "eco_pytest_recorder", "--timeout",
-                str(a.per_test_timeout), "-p", "no:cacheprovider", "-q",
-                "--no-strict-data-files", *a.pytest_args, target]
-        _eco.run_side(
-            "pandas", side, cmd, cwd=workdir, timeout=a.timeout, version=version,
-            env=_eco.child_env({"PYTHONPATH": str(_eco.HARNESS),
-                                **_eco.alias_env(side, a.mpsqlite_options)}),
-            what=f"pandas {version}: pytest {TARGET}"
-                 + _eco.options_note(side, a.mpsqlite_options),
-        )
+    _eco.run_alias_pytest_sides("pandas", "pandas", py, a,
+                                ["--no-strict-data-files", *a.pytest_args, target], version)
     if not a.no_compare:
         _eco.compare("pandas")
     return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -52,17 +51,7 @@ def _version_of(tree: Path) -> str:
 
 
 def from_git(git: Path, ref: str) -> tuple[Path, str]:
-    gitdir = git / ".git" if (git / ".git").exists() else git
-    sha = subprocess.run(["git", "--git-dir", gitdir, "rev-parse", "--short=10", ref],
-                         check=True, capture_output=True, text=True).stdout.strip()
-    tree = _eco.cache_dir() / "src" / f"peewee-git-{sha}"
-    if not (tree / ".eco-complete").exists():
-        shutil.rmtree(tree, ignore_errors=True)
-        tree.mkdir(parents=True)
-        archive = subprocess.run(["git", "--git-dir", gitdir, "archive", "--format=tar", sha],
-                                 check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
-        (tree / ".eco-complete").write_text(sha)
+    tree, sha = _eco.git_tree(git, ref, "peewee")
     return tree, f"{_version_of(tree)} (git {sha} of {git})"
 
 
