@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _coord
+from . import _coord, _later
 from ._durability import GroupSync
 from ._gate import WriterGate
 from ._workers import WorkerPool
@@ -310,6 +310,7 @@ class _Registry:
         return [db.status() for db in dbs]
 
     def shutdown(self) -> None:
+        _later.run()
         with self.lock:
             dbs = list(self.databases.values())
             dropped = [db for db in dbs if db.refs == 0]
@@ -344,7 +345,23 @@ registry = _Registry()
 
 def pool_status() -> list[dict[str, Any]]:
     """One status dict per database this process has open (or whose workers linger)."""
+    _later.run()
     return registry.status()
+
+
+#: Stands for a connection collected while it held the writer gate (its weak reference is
+#: dead by the time its release runs).
+GONE = object()
+
+
+def let_go(db: Database, key: int, gate_holder: Any) -> None:
+    """What a connection holds of ``db``, given back: the writer gate where ``gate_holder``
+    (the connection, or GONE) holds it, its state on the workers, its reference."""
+    if gate_holder is not None:
+        db.gate.release(gate_holder)
+    if db.has_workers:
+        db.pool().forget_connection(key)
+    registry.release(db)
 
 
 def shutdown() -> None:

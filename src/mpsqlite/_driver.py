@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from . import _offload
+from . import _later, _offload
 from . import _wire as w
 from ._database import registry
 from ._sql import Kind, kind
@@ -88,6 +88,7 @@ class DriverConnection:
         offload: bool = True, max_write_seconds: float | None = 30.0,
         statement_timeout: float | None = None, log_slow_statements: float | None = None,
     ) -> None:
+        _later.run()
         limit = check_seconds("statement_timeout", statement_timeout)
         slow = check_seconds("log_slow_statements", log_slow_statements)
         self.driver = importlib.import_module(driver)
@@ -171,9 +172,11 @@ class DriverConnection:
         """Another driver's connection cannot be rolled back from another thread safely."""
 
     def pool_status(self) -> dict[str, Any]:
+        _later.run()
         return self._db.status()
 
     def close(self) -> None:
+        _later.run()
         if self._closed:
             return
         self._closed = True
@@ -197,7 +200,7 @@ class DriverConnection:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             try:
-                self.close()
+                _later.soon(self.close)
             except Exception:
                 pass
 
@@ -294,7 +297,7 @@ class DriverCursor:
             return False
         self._description, self._remote = ran
         if self._remote.handle is not None:
-            self._remote.finalizer = weakref.finalize(self, self._remote.end)
+            self._remote.finalizer = weakref.finalize(self, _later.soon, self._remote.end)
         return True
 
     def _note(self, rows: list[Any], done: bool) -> list[Any]:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from . import _later
 from . import _wire as w
 from ._timeout import KILL_GRACE
 from ._workers import WorkerDied, WorkerHandle, WorkerKilled
@@ -297,7 +298,7 @@ def run_remote(cursor: Any, con: Connection, db: Database, sql: str, params: Any
     else:
         _execute(cursor, _describe_sql(description))
     if remote.handle is not None:
-        remote.finalizer = weakref.finalize(cursor, _end_remote, remote)
+        remote.finalizer = weakref.finalize(cursor, _later.soon, _end_remote, remote)
     cursor._remote = remote
     cursor.__class__ = variant
     return True

@@ -105,6 +105,7 @@ class Replayed(sqlite3.Connection):
     _replay_version: int
     _shipped: tuple[int, int, Settings] | None  # what _worker_settings returned last
     _local_only: str | None  # why this connection never offloads
+    _watched = False  # a trace, authorizer or progress callback has been set
     _state_ok: bool  # no TEMP objects or in-memory attachments (checked lazily)
     _udfs: frozenset[str]
     _udf_sql: dict[str, bool]
@@ -266,3 +267,4 @@ class Replayed(sqlite3.Connection):
     def _callback_set(self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if any(a is not None for a in (*args[:1], *kwargs.values())):
             self._local_only = f"a {what} is set: statements run where it can see them"
+            self._watched = True

@@ -8,6 +8,7 @@ level the application asked for, while SQLite runs at NORMAL.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import weakref
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from . import _sql
+from . import _later, _sql
 from ._coord import BUSY_HINT
 from ._durability import WAL_RESTART_BYTES
 from ._replay import Replayed, _exec, no_busy_wait
@@ -34,7 +35,12 @@ _BEFORE_STEP = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError,
 def _dml_target(run: Callable[..., Any], sql: str) -> tuple[str, str] | None:
     """The table a plain INSERT/UPDATE/DELETE run by ``execute``/``executemany`` writes
     (:func:`_sql.dml_target`); None for anything else, a script included."""
-    return _sql.dml_target(sql) if run is _execute or run is _executemany else None
+    return _sql.dml_target(sql) if _statement(run) else None
+
+
+def _statement(run: Callable[..., Any]) -> bool:
+    """Whether ``run`` runs one statement (``execute``/``executemany``), not a script."""
+    return run is _execute or run is _executemany
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -61,6 +67,9 @@ class GatedWrites(Replayed):
     #: Blobs opened for writing outside a transaction: SQLite commits what they write as
     #: they close, unseen by group commit, so it runs at the level asked for until then.
     _blobs: tuple[weakref.ref[Any], ...] = ()
+    #: A file empty at connect goes to WAL at its first write (see :meth:`_wal_now`).
+    _wal_later = False
+    _switch_to_wal: Callable[[str, str, bool, int], str]
 
     def _write(self, run: Callable[..., Any], cursor: Any, sql: str, params: Any, k: Kind) -> Any:
         """Run a statement that may write, inside the writer gate where it needs one."""
@@ -89,6 +98,12 @@ class GatedWrites(Replayed):
                 except sqlite3.OperationalError:
                     return self._ungated(run, cursor, sql, params, k)
                 took = True
+            if self._wal_later:
+                if k is Kind.JOURNAL_MODE:
+                    self._wal_later = False  # the application chose
+                elif k is Kind.BEGIN or k is Kind.DEFERRED or (
+                        k is Kind.WRITE and _statement(run) and not _sql.pragma_key(sql)[1]):
+                    self._wal_now()
             started = perf_counter() if took else 0.0  # only a first write is timed
             try:
                 result = run(cursor, sql, params)
@@ -111,6 +126,8 @@ class GatedWrites(Replayed):
                     if k is Kind.WRITE:
                         self._dirty = True
                     self._settle(k is Kind.ROLLBACK)
+            if self._wal_later and not _statement(run) and not self.in_transaction:
+                self._wal_now()  # after: the script's own PRAGMAs may set up the new file
             if took and perf_counter() - started > BUSY_HINT:
                 self._contended()  # probably waited in SQLite's busy handler
             if k is Kind.PRAGMA_SET:
@@ -124,6 +141,36 @@ class GatedWrites(Replayed):
             if k is Kind.TEMP or (k is Kind.WRITE and _dml_target(run, sql) is None):
                 self._temp_tables = None  # the TEMP schema may have changed
             return result
+
+    def _wal_now(self) -> None:
+        """Switch a file that was empty at connect to WAL, before its first write that
+        is not a PRAGMA. Until the file has its first page, ``PRAGMA page_size``,
+        ``auto_vacuum`` and ``encoding`` still apply; a switch at connect would have
+        written that page. A connection with a callback set stays as it is (the callback
+        would see these statements). Where SQLite's lock refuses the switch now (another
+        process's reader), the next write tries again."""
+        if self._watched or self._db is None:
+            self._wal_later = False
+            return
+        if self.in_transaction:
+            return
+        try:
+            mode = _exec(self, "PRAGMA journal_mode").fetchone()[0]
+            level = _exec(self, "PRAGMA synchronous").fetchone()[0]
+            if mode != "wal":
+                empty = os.stat(self._db.path).st_size == 0
+                with no_busy_wait(self):
+                    mode = self._switch_to_wal(self._db.path, mode, empty and level >= 1,
+                                               level)
+        except (sqlite3.Error, OSError):
+            return  # the statement itself meets the same trouble, and reports it
+        if mode != "wal":
+            return
+        self._wal_later = False
+        self._sync_level = level
+        if self._want_group and level >= 2 and not self._group:
+            _exec(self, "PRAGMA synchronous=NORMAL")
+            self._group = True
 
     def _refresh_schema(self) -> None:
         """Before the first write: the schema mpsqlite's statements at connect loaded may
@@ -187,6 +234,7 @@ class GatedWrites(Replayed):
 
     def _take_gate(self) -> None:
         assert self._db is not None
+        _later.run()  # a collected connection may hold the gate
         self._db.gate.acquire(self, self._timeout)
         self._gate_held = True
         self._dirty = False

@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from . import _turn
-from ._database import Database, registry
+from . import _later, _turn
+from ._database import GONE, Database, let_go, registry
 from ._durability import checkpoint_for_immutable
 from ._replay import _exec, no_busy_wait
 from ._timeout import Clock, check_seconds, interrupter
@@ -132,6 +132,7 @@ class Connection(GatedWrites):
         log_slow_statements = check_seconds("log_slow_statements", log_slow_statements)
         if autocommit is not _UNSET and not _HAS_AUTOCOMMIT:
             raise TypeError("'autocommit' is an invalid keyword argument for Connection()")
+        _later.run()
         if self._db is not None:  # __init__ called again on an open connection
             self._release()
         # mpsqlite's statements at connect must not wait for another process's lock, as
@@ -208,7 +209,10 @@ class Connection(GatedWrites):
         except OSError:
             return  # not a plain file (a VFS of its own?): sqlite3 alone serves it
         if wal and mode != "wal":
-            mode = self._switch_to_wal(path, mode, st.st_size == 0 and level >= 1, level)
+            if st.st_size == 0:
+                self._wal_later = True  # see GatedWrites._wal_now
+            else:
+                mode = self._switch_to_wal(path, mode, False, level)
         self._db = registry.acquire((st.st_dev, st.st_ino), path, workers, "sqlite3")
         self._want_group = group_commit
         self._sync_level = level
@@ -370,11 +374,9 @@ class Connection(GatedWrites):
         """The main database is no longer the file (deserialize): sqlite3 alone from now."""
         db, self._db = self._db, None
         if db is not None:
-            if self._gate_held:
-                self._gate_held = False
-                db.gate.release(self)
-            self._group = False
-            registry.release(db)
+            holder = self if self._gate_held else None
+            self._gate_held = self._group = False
+            let_go(db, self._key, holder)
 
     # -- the rest -------------------------------------------------------------
 
@@ -389,6 +391,7 @@ class Connection(GatedWrites):
 
     def pool_status(self) -> dict[str, Any]:
         """The status of this connection's database in this process (see mpsqlite.pool_status)."""
+        _later.run()
         db = self._db
         return db.status() if db is not None else {"database": "", "size": 0, "workers": []}
 
@@ -404,22 +407,25 @@ class Connection(GatedWrites):
             db.sync.close()
         _base_close(self)
         self._release()
+        _later.run()
 
     def _release(self) -> None:
         db, self._db = self._db, None
         if db is None:
             return
-        if self._gate_held:
-            self._gate_held = False
-            db.gate.release(self)
-        if db.has_workers:
-            db.pool().forget_connection(self._key)
-        registry.release(db)
+        holder = self if self._gate_held else None
+        self._gate_held = False
+        let_go(db, self._key, holder)
 
     def __del__(self) -> None:
-        if self._db is not None:
+        db = self._db
+        if db is not None:
             try:
-                self._release()
+                if _later.collecting():
+                    self._db = None
+                    _later.soon(let_go, db, self._key, GONE if self._gate_held else None)
+                else:
+                    self._release()
             except Exception:
                 pass
         if _base_del is not None:

@@ -180,3 +180,25 @@ def test_pragma_case_sensitive_like(conn):
     conn.execute("pragma case_sensitive_like = 1")
     for _ in range(4):
         assert conn.execute("select 'A' like 'a'").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("how", ["execute", "executescript", "isolation_level=None"])
+def test_a_new_file_takes_its_page_size_auto_vacuum_and_encoding(connect, db_path, how):
+    """These settle when a file gets its first page (DiskCache sets auto_vacuum so): a
+    new file must not have one before the application's first write."""
+    setup = ["PRAGMA page_size=8192", "PRAGMA auto_vacuum=FULL", "PRAGMA encoding='UTF-16le'",
+             "CREATE TABLE t(x)", "INSERT INTO t VALUES ('é')"]
+    conn = connect(isolation_level=None) if how == "isolation_level=None" else connect()
+    if how == "executescript":
+        conn.executescript(";".join(setup))
+    else:
+        for sql in setup:
+            conn.execute(sql)
+        conn.commit()
+    assert conn.execute("PRAGMA page_size").fetchone() == (8192,)
+    assert conn.execute("PRAGMA auto_vacuum").fetchone() == (1,)
+    assert conn.execute("PRAGMA encoding").fetchone() == ("UTF-16le",)
+    other = connect()
+    assert other.execute("SELECT x FROM t").fetchall() == [("é",)]
+    with sqlite3.connect(db_path) as plain:
+        assert plain.execute("PRAGMA page_size").fetchone() == (8192,)

@@ -158,12 +158,18 @@ def test_a_new_files_switch_to_wal_is_made_durable_by_one_sync_of_the_file(
         mp_connect, fsyncs, db_path):
     assert not db_path.exists()
     conn = mp_connect()
+    # Nothing written yet: the file has no page, as under sqlite3 (page_size still applies).
+    assert conn.execute("pragma journal_mode").fetchone() == ("delete",)
+    assert fsyncs.paths == []
+    conn.execute("create table t(x)")  # switched first, then a durable commit in WAL
     assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
-    assert fsyncs.paths == [str(db_path)]
+    assert fsyncs.paths == [str(db_path), str(db_path) + "-wal"]
     assert conn.execute("pragma synchronous").fetchone() == (2,)
+    assert _sqlite_execute(conn, "pragma synchronous").fetchone() == (1,)  # group commit
     conn.close()
+    fsyncs.paths.clear()
     assert mp_connect().execute("pragma journal_mode").fetchone() == ("wal",)
-    assert fsyncs.paths == [str(db_path)]  # an existing WAL file: nothing to switch
+    assert fsyncs.paths == []  # an existing WAL file: nothing to switch
 
 
 def _created_in(folder, action) -> list[str]:
@@ -208,14 +214,19 @@ def test_a_new_files_switch_to_wal_makes_no_rollback_journal(mp_connect, db_path
 
 def test_a_new_file_whose_switch_fails_keeps_its_journal_mode(mp_connect, db_path):
     """Another process's write lock on the new file refuses the switch: the connection is left
-    in the rollback-journal mode it had, not in the in-memory one the switch used."""
+    in the rollback-journal mode it had, not in the in-memory one the switch used, and its
+    next write, once the lock is gone, switches."""
     db_path.touch()
     holder = LockHolder(db_path, "begin immediate")
     try:
         conn = mp_connect(timeout=0.1)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            conn.execute("create table t(x)")
         assert _sqlite_execute(conn, "pragma journal_mode").fetchone() == ("delete",)
     finally:
         holder.release()
+    conn.execute("create table t(x)")
+    assert _sqlite_execute(conn, "pragma journal_mode").fetchone() == ("wal",)
 
 
 @pytest.mark.parametrize(
@@ -436,6 +447,8 @@ def test_after_a_slow_fsync_the_leader_waits_for_the_writer_in_the_gate(tmp_path
 
 def test_after_a_fast_fsync_the_leader_does_not_wait(tmp_path, monkeypatch):
     monkeypatch.setattr("mpsqlite._durability.MAX_DELAY", 5.0)  # a wait would be seen
+    # "Fast" is below SLOW_FSYNC; a first fdatasync of a new file can take 1 ms here.
+    monkeypatch.setattr("mpsqlite._durability.SLOW_FSYNC", 1.0)
     assert _gathered(tmp_path, monkeypatch, 0.0) == (2, 2)
 
 

@@ -280,3 +280,48 @@ def test_fork_child_never_uses_its_parents_workers(mp_connect, db_path):
     assert len(run_remote(table, sql)) == BIG + 1
     assert worker_pids(table) == parent_pids
     assert table.pool_status()["restarts"] == 0
+
+
+_COLLECTED_INSIDE_OUR_LOCKS = textwrap.dedent("""
+    import gc, sys
+    from mpsqlite import _database, connect
+    path = sys.argv[1]
+
+    def garbage(write):
+        con = connect(path, check_same_thread=False)
+        if write:
+            con.execute("insert into t values (1)")  # holds the writer gate
+        con.me = con  # a cycle: only the collector frees it
+        return con._db
+
+    gc.disable()
+    keep = connect(path)
+    db = keep._db
+    refs = db.refs
+    garbage(False)
+    holding = garbage(True)
+    assert db.refs == refs + 2 and holding.gate.held
+    # The collection runs inside locks that a connection's release takes again (as one
+    # that an allocation sets off inside the registry's or the gate's lock would).
+    with _database.registry.lock, db.gate._lock:
+        gc.collect()
+    other = connect(path, timeout=5)  # lets go of what was put off
+    assert db.refs == refs + 1, db.refs
+    other.execute("insert into t values (2)")  # the collected holder's gate was given on
+    other.commit()
+    print("ok", flush=True)
+""")
+
+
+def test_a_connection_collected_inside_mpsqlite_s_locks_does_not_hang(db_path):
+    """A connection dropped without close() in a reference cycle is finalized by the garbage
+    collector, wherever it runs: it once took, from its finalizer, locks that the thread
+    the collection interrupted was holding (DiskCache's suite hung so)."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as setup:
+        setup.execute("create table t(x)")
+    out = subprocess.run([sys.executable, "-c", _COLLECTED_INSIDE_OUR_LOCKS, str(db_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok"]

@@ -29,6 +29,32 @@ def test_file_database_switched_to_wal_by_default(mp_connect, db_path):
         assert check.execute("pragma journal_mode").fetchone() == ("wal",)
 
 
+@pytest.mark.parametrize("first", ["script", "begin", "journal_mode"])
+def test_a_new_file_goes_to_wal_at_its_first_write(mp_connect, db_path, first):
+    """Not at connect (the file has no page until its first write), but before that write
+    where it can, after it for a script; a journal mode the application sets is kept."""
+    conn = mp_connect()
+    assert conn.execute("pragma journal_mode").fetchone() == ("delete",)
+    if first == "script":
+        conn.executescript("pragma page_size=8192; create table t(x); insert into t values (1)")
+    elif first == "begin":
+        conn.execute("begin")
+        conn.execute("create table t(x)")
+        conn.commit()
+    else:
+        assert conn.execute("pragma journal_mode=truncate").fetchone() == ("truncate",)
+        conn.execute("create table t(x)")
+        conn.commit()
+    expected = "truncate" if first == "journal_mode" else "wal"
+    assert conn.execute("pragma journal_mode").fetchone() == (expected,)
+    with closing(sqlite3.connect(str(db_path))) as check:  # only WAL stays with the file
+        assert check.execute("pragma journal_mode").fetchone() == (
+            "wal" if expected == "wal" else "delete",)
+    level = sqlite3.Cursor(conn).execute("pragma synchronous").fetchone()
+    assert level == ((2,) if expected != "wal" else (1,))  # group commit runs at NORMAL
+    assert conn.execute("pragma synchronous").fetchone() == (2,)
+
+
 def test_wal_false_keeps_rollback_journal(mp_connect, db_path):
     conn = mp_connect(wal=False)
     conn.execute("create table t(x)")

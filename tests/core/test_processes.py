@@ -234,9 +234,12 @@ def test_the_socket_is_private_and_speaks_only_its_protocol(tmp_path):
 
 def test_a_process_that_writes_alone_never_links(tmp_path):
     """No other writer, no coordinator: no socket, no thread, nothing per transaction."""
+    import gc
     import threading
     db = tmp_path / "alone.db"
     _make_db(db)
+    gc.collect()
+    mpsqlite.pool_status()  # earlier tests' collected connections let go (a reaper may start)
     before = set(threading.enumerate())
     with closing(mpsqlite.connect(str(db))) as con:
         for n in range(50):

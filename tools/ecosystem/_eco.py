@@ -294,6 +294,28 @@ def run_alias_pytest_sides(project: str, label: str, py: str, a: Any, args: list
         )
 
 
+def sdist_pytest_main(doc: str, project: str, pypi: str, test_deps: list[str],
+                      targets: list[str], tests: str = "tests") -> int:
+    """The whole of a runner for a project whose sdist ships its pytest suite: unpack
+    the sdist, install it editable beside mpsqlite, run ``targets`` (or the arguments
+    given) from the tree on both sides through the sqlite3 alias, compare."""
+    p = common_args(doc.splitlines()[0], default_timeout=1200)
+    p.add_argument("--version", help=f"{pypi} release (default: the latest on PyPI)")
+    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments / test paths "
+                   f"(default: {' '.join(targets)})")
+    a = p.parse_args()
+    version = a.version or latest_version(pypi)
+    tree = sdist_tree(pypi.replace("-", "_"), version)
+    if not (tree / tests).is_dir():
+        raise SystemExit(f"{tree} has no {tests}/: this sdist ships no test suite")
+    py = ensure_venv(f"{pypi}-{version}", [["-e", str(REPO)], ["-e", str(tree)], test_deps],
+                     fresh=a.fresh)
+    run_alias_pytest_sides(project, pypi, py, a, a.pytest_args or targets, version, cwd=tree)
+    if not a.no_compare:
+        compare(project)
+    return 0
+
+
 def alias_env(side: str, raw: str) -> dict[str, str]:
     """The environment that passes --mpsqlite-options to eco_sqlite3_alias."""
     opts = mpsqlite_options(raw)

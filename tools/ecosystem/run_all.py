@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Run the Django, peewee, Alembic, pandas, sqlite-utils, Datasette suites on both drivers.
+"""Run the ecosystem suites (PROJECTS below) on stock sqlite3 and on mpsqlite.
 
     python tools/ecosystem/run_all.py [--side both] [--fresh]
-        [--only django,peewee,alembic,pandas,sqlite_utils,datasette]
+        [--only django,peewee,alembic,pandas,sqlite_utils,datasette,diskcache,aiosqlite]
 
 Then it prints every comparison.
 
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _eco  # noqa: E402
 import compare  # noqa: E402
 
-PROJECTS = ("django", "peewee", "alembic", "pandas", "sqlite_utils", "datasette")
+PROJECTS = ("django", "peewee", "alembic", "pandas", "sqlite_utils", "datasette", "diskcache",
+            "aiosqlite")
 
 
 def main() -> int:

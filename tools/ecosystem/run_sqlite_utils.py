@@ -27,30 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _eco  # noqa: E402
 
-TEST_DEPS = ["pytest>=8,<10", "pytest-timeout", "hypothesis", "cogapp"]
-
-
-def main() -> int:
-    p = _eco.common_args(__doc__.splitlines()[0], default_timeout=1200)
-    p.add_argument("--version", help="sqlite-utils release (default: the latest on PyPI)")
-    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments / test paths "
-                   "(default: tests/)")
-    a = p.parse_args()
-    version = a.version or _eco.latest_version("sqlite-utils")
-    tree = _eco.sdist_tree("sqlite_utils", version)
-    if not (tree / "tests" / "conftest.py").exists():
-        raise SystemExit(f"{tree} has no tests/conftest.py: this sdist ships no test suite")
-    py = _eco.ensure_venv(
-        f"sqlite-utils-{version}",
-        [["-e", str(_eco.REPO)], ["-e", str(tree)], TEST_DEPS],
-        fresh=a.fresh,
-    )
-    _eco.run_alias_pytest_sides("sqlite_utils", "sqlite-utils", py, a,
-                                a.pytest_args or ["tests/"], version, cwd=tree)
-    if not a.no_compare:
-        _eco.compare("sqlite_utils")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_eco.sdist_pytest_main(
+        __doc__, "sqlite_utils", "sqlite-utils",
+        ["pytest>=8,<10", "pytest-timeout", "hypothesis", "cogapp"], ["tests/"]))

@@ -11,8 +11,11 @@ access, so ``Database.connect(...)`` in Django's backend is mpsqlite's
 ``connect`` while the same attribute read from ``mpsqlite._worker`` is
 sqlite3's.
 
-Setting or deleting an attribute (``mock.patch.object(dbapi2, ...)`` in a
-test) applies to the module the caller would read.  Nothing missing from
+Setting an attribute from the code under test (``mock.patch.object(sqlite3,
+"connect", ...)`` in a test) makes an override kept in the alias, seen by its
+readers; deleting it (the patch's undo) brings back mpsqlite's.  mpsqlite itself
+is never changed: an undo that deleted ``mpsqlite.connect`` would put the rest
+of the run on stock sqlite3 unseen.  Nothing missing from
 mpsqlite is filled in from sqlite3.  ``dbapi2`` is the alias itself, whatever
 mpsqlite's own ``dbapi2`` attribute is (said once on stderr when that is not
 mpsqlite: a ``dbapi2`` that is the standard library's would quietly put
@@ -36,6 +39,7 @@ import types
 from collections import Counter
 from typing import Any
 
+_MISSING = object()
 _DRIVER_PREFIXES = ("mpsqlite", "sqlalchemy_mpsqlite")
 _SKIP_PREFIXES = ("importlib", "eco_sqlite3_alias")
 _OWN = frozenset(
@@ -43,7 +47,7 @@ _OWN = frozenset(
         "__dict__", "__class__", "__name__", "__qualname__", "__spec__", "__loader__",
         "__package__", "__path__", "__file__", "__cached__", "__builtins__",
         "_eco_real", "_eco_real_dbapi2", "_eco_fake", "_eco_warned", "_eco_connect",
-        "_eco_opened",
+        "_eco_opened", "_eco_over",
     }
 )
 
@@ -68,6 +72,9 @@ class _AliasModule(types.ModuleType):
             if name == "dbapi2":
                 return d["_eco_real_dbapi2"]
             return getattr(d["_eco_real"], name)
+        over = d["_eco_over"]
+        if name in over:
+            return over[name]
         fake = d["_eco_fake"]
         if name == "dbapi2":
             # The alias stands for "mpsqlite as sqlite3", so its dbapi2 is itself
@@ -89,14 +96,20 @@ class _AliasModule(types.ModuleType):
             object.__setattr__(self, name, value)
             return
         d = object.__getattribute__(self, "__dict__")
-        setattr(d["_eco_real"] if _caller_is_driver() else d["_eco_fake"], name, value)
+        if _caller_is_driver():
+            setattr(d["_eco_real"], name, value)
+        else:
+            d["_eco_over"][name] = value
 
     def __delattr__(self, name: str) -> None:
         if name in _OWN:
             object.__delattr__(self, name)
             return
         d = object.__getattribute__(self, "__dict__")
-        delattr(d["_eco_real"] if _caller_is_driver() else d["_eco_fake"], name)
+        if _caller_is_driver():
+            delattr(d["_eco_real"], name)
+        elif d["_eco_over"].pop(name, _MISSING) is _MISSING:
+            raise AttributeError(f"the sqlite3 alias has no override of {name!r}")
 
     def __dir__(self) -> list[str]:
         d = object.__getattribute__(self, "__dict__")
@@ -130,6 +143,7 @@ def install() -> types.ModuleType:
     object.__setattr__(alias, "_eco_real_dbapi2", real_dbapi2)
     object.__setattr__(alias, "_eco_fake", mpsqlite)
     object.__setattr__(alias, "_eco_warned", False)
+    object.__setattr__(alias, "_eco_over", {})
     opened: Counter[str] = Counter()
     object.__setattr__(alias, "_eco_opened", opened)
 
