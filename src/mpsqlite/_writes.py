@@ -98,13 +98,15 @@ class GatedWrites(Replayed):
                 except sqlite3.OperationalError:
                     return self._ungated(run, cursor, sql, params, k)
                 took = True
+            timed = took
             if self._wal_later:
                 if k is Kind.JOURNAL_MODE:
                     self._wal_later = False  # the application chose
                 elif k is Kind.BEGIN or k is Kind.DEFERRED or (
                         k is Kind.WRITE and _statement(run) and not _sql.pragma_key(sql)[1]):
                     self._wal_now()
-            started = perf_counter() if took else 0.0  # only a first write is timed
+                    timed = False  # it opens the new WAL: its time is no sign of a wait
+            started = perf_counter() if timed else 0.0  # only a first write is timed
             try:
                 result = run(cursor, sql, params)
             except sqlite3.OperationalError as exc:
@@ -128,7 +130,7 @@ class GatedWrites(Replayed):
                     self._settle(k is Kind.ROLLBACK)
             if self._wal_later and not _statement(run) and not self.in_transaction:
                 self._wal_now()  # after: the script's own PRAGMAs may set up the new file
-            if took and perf_counter() - started > BUSY_HINT:
+            if timed and perf_counter() - started > BUSY_HINT:
                 self._contended()  # probably waited in SQLite's busy handler
             if k is Kind.PRAGMA_SET:
                 self._record(("pragma", *_sql.pragma_key(sql)), ("sql", sql, params))

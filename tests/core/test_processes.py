@@ -251,6 +251,17 @@ def test_a_process_that_writes_alone_never_links(tmp_path):
     assert set(threading.enumerate()) - before == set()
 
 
+def test_a_new_files_first_write_is_no_sign_of_another_writer(tmp_path):
+    """That write also opens the WAL just switched to, which takes longer than a write that
+    waited for another process's lock would (BUSY_HINT): it must not engage the turn."""
+    with closing(mpsqlite.connect(str(tmp_path / "new.db"))) as con:
+        con.execute("create table t(x)")
+        con.execute("insert into t values (1)")
+        con.commit()
+        turn = con._db.gate.turn
+        assert (turn.engaged, turn.linked) == (False, False)
+
+
 def test_a_write_that_waited_for_another_processes_lock_joins_the_queue(tmp_path):
     db = tmp_path / "met.db"
     _make_db(db)
