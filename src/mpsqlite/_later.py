@@ -4,8 +4,8 @@ A collection runs in whichever thread allocates when it is due, including a thre
 inside one of mpsqlite's locks; a finalizer that took that lock again would hang the
 thread for good (a connection dropped without ``close()``, collected while another
 was being opened). Work handed to :func:`soon` runs at once outside a collection,
-else at the next ``connect()``, ``close()`` or ``shutdown()``. It imports nothing
-from the package.
+else at the next ``connect()``, ``close()``, write, ``pool_status()`` or
+``shutdown()``. It imports nothing from the package.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def soon(fn: Callable[..., Any], *args: Any) -> None:
 
 
 def run() -> None:
-    """Run the work :func:`soon` put off (the caller holds none of mpsqlite's locks)."""
+    """Run the work :func:`soon` put off. The caller holds no lock that this work takes:
+    none of the registry's, the gates', the pools' or the coordinators' (a connection's
+    own statement lock is none of these)."""
     while not _queue.empty():
         try:
             fn, args = _queue.get_nowait()
