@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from . import _later, _offload
 from . import _wire as w
-from ._database import registry
+from ._database import let_go, registry
 from ._sql import Kind, kind
 from ._timeout import Clock, Statement, check_seconds, interrupter
 
@@ -184,9 +184,7 @@ class DriverConnection:
             self._con.close()
         finally:
             self._end()
-            if self._db.has_workers:
-                self._db.pool().forget_connection(self._key)
-            registry.release(self._db)
+            let_go(self._db, self._key, None)
 
     def __enter__(self) -> DriverConnection:
         return self

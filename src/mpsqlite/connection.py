@@ -372,11 +372,8 @@ class Connection(GatedWrites):
 
     def _leave_file(self) -> None:
         """The main database is no longer the file (deserialize): sqlite3 alone from now."""
-        db, self._db = self._db, None
-        if db is not None:
-            holder = self if self._gate_held else None
-            self._gate_held = self._group = False
-            let_go(db, self._key, holder)
+        self._group = False
+        self._release()
 
     # -- the rest -------------------------------------------------------------
 
