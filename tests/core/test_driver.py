@@ -1,13 +1,21 @@
 """mpsqlite over DB-API modules other than sqlite3 (``driver=``): the writer gate, the
-driver's own exceptions, and heavy reads offloaded to workers running the same driver."""
+driver's own exceptions, and heavy reads offloaded to workers running the same driver.
+
+Each test that any driver can pass runs on three: our minimal one, and two real drivers
+from PyPI that are not sqlite3 (their own exception classes, their own SQLite build):
+pysqlite3 (``pysqlite3-binary``) and sqlean.py."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import platform
 import sqlite3
+import sys
 import threading
 from contextlib import closing
+from types import ModuleType
 
 import pytest
 
@@ -16,7 +24,25 @@ from tests.core import _minidriver
 from tests.core._procs import wait_until
 
 DRIVER = "tests.core._minidriver"
+#: Real drivers, installed by the test extra where they have wheels (Linux on x86-64).
+REAL_DRIVERS = ("pysqlite3.dbapi2", "sqlean")
+_WHEELS = sys.platform == "linux" and platform.machine() == "x86_64"
 ROWS = 1500
+
+
+def _module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if _WHEELS:
+            raise  # the test extra installs it here: the environment is broken
+        pytest.skip(f"{name} has no wheel for this platform")
+
+
+@pytest.fixture(params=(DRIVER, *REAL_DRIVERS))
+def driver(request) -> ModuleType:
+    """The DB-API module under test, by the name ``driver=`` takes."""
+    return _module(request.param)
 
 
 @pytest.fixture
@@ -25,12 +51,12 @@ def path(tmp_path):
 
 
 @pytest.fixture
-def con(path, tmp_path, monkeypatch):
+def con(driver, path, tmp_path, monkeypatch):
     # Workers leave the caller's current directory off their import path, and this test
     # driver is importable only from the checkout, where pytest runs: work elsewhere
     # (test_a_driver_importable_from_the_current_directory_reaches_workers is the case).
     monkeypatch.chdir(tmp_path)
-    c = mpsqlite.connect(path, workers=2, driver=DRIVER)
+    c = mpsqlite.connect(path, workers=2, driver=driver.__name__)
     yield c
     c.close()
 
@@ -41,9 +67,10 @@ def _fill(con):
     con.commit()
 
 
-def test_connect_returns_a_driver_connection(con):
+def test_connect_returns_a_driver_connection(con, driver):
     assert isinstance(con, mpsqlite.DriverConnection)
-    assert con.IntegrityError is _minidriver.IntegrityError
+    assert con.IntegrityError is driver.IntegrityError
+    assert driver.IntegrityError is not sqlite3.IntegrityError
 
 
 def test_writes_commit_and_roll_back_through_a_foreign_driver(con, path):
@@ -61,26 +88,27 @@ def test_writes_commit_and_roll_back_through_a_foreign_driver(con, path):
     assert con.execute("select v from t").fetchall() == [("kept",)]
 
 
-def test_the_drivers_own_exception_classes_arrive(con):
+def test_the_drivers_own_exception_classes_arrive(con, driver):
     con.execute("create table u(x unique)")
     con.execute("insert into u values (1)")
     con.commit()
-    with pytest.raises(_minidriver.IntegrityError, match="UNIQUE"):
+    with pytest.raises(driver.IntegrityError, match="UNIQUE"):
         con.execute("insert into u values (1)")
     con.rollback()
     assert con.execute("select count(*) from u").fetchone() == (1,)
-    with pytest.raises(_minidriver.OperationalError, match="no such table"):
+    with pytest.raises(driver.OperationalError, match="no such table"):
         con.execute("select * from nosuch")
 
 
-def test_second_writer_waits_for_the_first_commit(con, path):
+def test_second_writer_waits_for_the_first_commit(con, driver, path):
     _fill(con)
     con.execute("insert into t values (-1)")  # holds the writer gate
     errors: list[BaseException] = []
 
     def _write():  # the driver's connections belong to one thread (threadsafety 1)
         try:
-            with closing(mpsqlite.connect(path, workers=2, driver=DRIVER, timeout=60)) as second:
+            with closing(mpsqlite.connect(path, workers=2, driver=driver.__name__,
+                                          timeout=60)) as second:
                 second.execute("insert into t values (-2)")
                 second.commit()
         except BaseException as exc:  # noqa: BLE001 - reported to the test
@@ -96,10 +124,12 @@ def test_second_writer_waits_for_the_first_commit(con, path):
         assert plain.execute("select count(*) from t where x < 0").fetchone() == (2,)
 
 
-def test_heavy_reads_run_on_workers(con):
+def test_heavy_reads_run_on_workers(con, driver):
     _fill(con)
-    sql = "select x from t order by x"
-    expected = [(i,) for i in range(ROWS)]
+    # sqlite_version() tells the driver's SQLite build: the workers run the same driver
+    sql = "select x, sqlite_version() from t order by x"
+    version = getattr(driver, "sqlite_version", sqlite3.sqlite_version)
+    expected = [(i, version) for i in range(ROWS)]
     assert con.execute(sql).fetchall() == expected  # in the caller: judged heavy
     assert con.pool_status()["offloaded_statements"] == 0
     assert con.execute(sql).fetchall() == expected  # on a worker
@@ -147,26 +177,28 @@ _COUNT = ("with recursive c(x) as (select 1 union all select x + 1 from c where 
 _FOREVER = 10**12
 
 
-def test_statement_timeout_interrupts_a_statement_in_the_caller(path, tmp_path, monkeypatch):
+def test_statement_timeout_interrupts_a_statement_in_the_caller(driver, path, tmp_path,
+                                                                 monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with closing(mpsqlite.connect(path, driver=DRIVER, statement_timeout=0.2)) as con:
-        with pytest.raises(_minidriver.OperationalError,
+    with closing(mpsqlite.connect(path, driver=driver.__name__, statement_timeout=0.2)) as con:
+        with pytest.raises(driver.OperationalError,
                            match=r"statement exceeded statement_timeout=0.2 s and was "
                                  r"interrupted$"):
             con.execute(_COUNT, (_FOREVER, 1)).fetchall()
         assert con.execute("select 1").fetchall() == [(1,)]
         # a SELECT still running when its rows are fetched is timed there too
         cur = con.execute(_COUNT, (_FOREVER, _FOREVER))
-        with pytest.raises(_minidriver.OperationalError, match="statement_timeout=0.2 s"):
+        with pytest.raises(driver.OperationalError, match="statement_timeout=0.2 s"):
             cur.fetchall()
         assert con.execute(_COUNT, (5, 5)).fetchall() == [(i,) for i in range(1, 6)]
 
 
-def test_statement_timeout_interrupts_a_statement_on_a_worker(path, tmp_path, monkeypatch):
+def test_statement_timeout_interrupts_a_statement_on_a_worker(driver, path, tmp_path,
+                                                              monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with closing(mpsqlite.connect(path, driver=DRIVER, statement_timeout=0.5)) as con:
+    with closing(mpsqlite.connect(path, driver=driver.__name__, statement_timeout=0.5)) as con:
         assert len(con.execute(_COUNT, (ROWS, ROWS)).fetchall()) == ROWS  # judged heavy
-        with pytest.raises(_minidriver.OperationalError,
+        with pytest.raises(driver.OperationalError,
                            match=r"statement_timeout=0.5 s and was interrupted on worker "
                                  r"process \d+$"):
             con.execute(_COUNT, (_FOREVER, 1)).fetchall()
@@ -188,9 +220,11 @@ def test_statement_timeout_needs_a_driver_that_can_interrupt(path, tmp_path, mon
         assert con.execute("select 1").fetchall() == [(1,)]
 
 
-def test_slow_statements_of_another_driver_are_logged(path, tmp_path, monkeypatch, caplog):
+def test_slow_statements_of_another_driver_are_logged(driver, path, tmp_path, monkeypatch,
+                                                      caplog):
     monkeypatch.chdir(tmp_path)
-    with closing(mpsqlite.connect(path, driver=DRIVER, log_slow_statements=0.05)) as con, \
+    with closing(mpsqlite.connect(path, driver=driver.__name__,
+                                  log_slow_statements=0.05)) as con, \
             caplog.at_level(logging.WARNING, logger="mpsqlite.statements"):
         assert con.execute("select 1").fetchall() == [(1,)]
         assert con.execute(_COUNT, (3_000_000, 1)).fetchall() == [(1,)]
