@@ -1,11 +1,13 @@
 # shellcheck shell=bash
-# The core suite (tests/core and tests/compat, which runs CPython's own test_sqlite3) on
-# each supported Python besides the main venv's; sourced by .ci/run, or by hand:
+# The core suite (tests/core, tests/compat, which runs CPython's own test_sqlite3, and
+# tests/reliability, whose differential runs compare mpsqlite with that Python's sqlite3
+# step by step) on each supported Python besides the main venv's; sourced by .ci/run, or
+# by hand:
 #   source .ci/pythons.sh && core_suites 3.10 3.12 3.13
 # Each Python gets its own venv, .venv-X.Y, with the `test` extra installed editable.
 # Interpreters come from pyenv ($(pyenv root)/versions/X.Y.*), else pythonX.Y on PATH.
 
-CORE_TESTS=(tests/core tests/compat)
+CORE_TESTS=(tests/core tests/compat tests/reliability)
 
 # The interpreter of Python X.Y: pyenv's newest X.Y.*, else pythonX.Y on PATH.
 python_for() {

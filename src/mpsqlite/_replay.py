@@ -144,7 +144,10 @@ class Replayed(sqlite3.Connection):
         global _STMT_TABLE
         if not _STMT_TABLE:
             return False  # SQLite built without the sqlite_stmt table: cannot tell
-        _cursor_execute(cursor, "")  # ends its previous read; no description, as sqlite3
+        try:
+            _cursor_execute(cursor, "")  # ends its previous read; no description, as sqlite3
+        except sqlite3.Error:
+            pass  # 3.12+: "" on a new cursor raises the connection's last error, if any
         busy: int
         try:
             (busy,) = self._own_query("SELECT count(*) FROM sqlite_stmt WHERE busy")

@@ -78,6 +78,19 @@ def test_a_read_that_returned_many_rows_runs_on_a_worker_next_time(conn):
     assert remote == [(x, worker) for x, _ in local]
 
 
+def test_a_heavy_read_after_a_failed_statement_is_not_refused_with_its_error(conn):
+    """Before a read may move, its cursor's previous read is ended with an empty statement;
+    on Python 3.12+ that raises the connection's last error on a new cursor (here
+    ``Connection.execute``'s), which reached the application for a valid read."""
+    mark_heavy(conn, _ALL)
+    assert run_remote(conn, _ALL) == _ALL_ROWS  # the connection's state is known: no query
+    with pytest.raises(sqlite3.OperationalError, match="no such table: nosuch"):
+        conn.execute("select * from nosuch")
+    before = offloaded(conn)
+    assert conn.execute(_ALL).fetchall() == _ALL_ROWS
+    assert offloaded(conn) == before + 1
+
+
 def _modules_function():
     def modules(_x: int) -> str:
         import sys

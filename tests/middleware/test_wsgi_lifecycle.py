@@ -7,7 +7,7 @@ from wsgiref.validate import validator
 
 import pytest
 import webtest
-from _wsgi_support import PLAIN, CheckoutCounter, Child, Item, count, names
+from _wsgi_support import PLAIN, UNRAISABLE_FAILS, CheckoutCounter, Child, Item, count, names
 from mpsqlite_wsgi import (
     ROLLBACK_KEY,
     SESSION_KEY,
@@ -21,7 +21,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+pytestmark = UNRAISABLE_FAILS
 
 
 def wrap(app, bind, **kw) -> webtest.TestApp:

@@ -8,13 +8,13 @@ from wsgiref.validate import validator
 
 import pytest
 import webtest
-from _wsgi_support import PLAIN, Base, Item, names
+from _wsgi_support import PLAIN, UNRAISABLE_FAILS, Base, Item, names
 from mpsqlite_wsgi import RetryPolicy, SessionMiddleware, current_session, is_transient
 from mpsqlite_wsgi.retry import capture_body
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+pytestmark = UNRAISABLE_FAILS
 
 FAST = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.002)
 

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 
 import cherrypy
 import pytest
-from _wsgi_support import PLAIN, Item, names
+from _wsgi_support import PLAIN, UNRAISABLE_FAILS, Item, names
 from mpsqlite_wsgi import SESSION_KEY, RetryPolicy, SessionMiddleware, current_session
 from sqlalchemy import select
 
 pytestmark = [
-    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+    UNRAISABLE_FAILS,
     pytest.mark.timeout(120),
 ]
 

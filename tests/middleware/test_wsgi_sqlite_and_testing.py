@@ -6,13 +6,13 @@ from wsgiref.validate import validator
 
 import pytest
 import webtest
-from _wsgi_support import PLAIN, Item, names
+from _wsgi_support import PLAIN, UNRAISABLE_FAILS, Item, names
 from mpsqlite_wsgi import SessionMiddleware, current_session, enable_sqlite_transactions
 from mpsqlite_wsgi.testing import environ_for, rollback_session, run_request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+pytestmark = UNRAISABLE_FAILS
 
 
 def savepoint_app(environ, start_response):

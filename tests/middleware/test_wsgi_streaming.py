@@ -7,11 +7,11 @@ from wsgiref.util import FileWrapper, setup_testing_defaults
 from wsgiref.validate import validator
 
 import pytest
-from _wsgi_support import PLAIN, ClosingIterable, Item, names
+from _wsgi_support import PLAIN, UNRAISABLE_FAILS, ClosingIterable, Item, names
 from mpsqlite_wsgi import SessionMiddleware, current_session, in_request, mark_for_rollback
 from sqlalchemy import select
 
-pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+pytestmark = UNRAISABLE_FAILS
 
 
 class Server:
