@@ -413,6 +413,7 @@ def test_an_authorizer_keeps_denying_heavy_reads(conn):
     assert offloaded(conn) == 0
 
 
+@pytest.mark.filterwarnings("ignore:The default date converter is deprecated:DeprecationWarning")
 def test_converters_keep_reads_in_the_caller(mp_connect):
     conn = mp_connect(detect_types=sqlite3.PARSE_DECLTYPES)
     conn.execute("create table d(day date)")
