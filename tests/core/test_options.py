@@ -4,6 +4,7 @@ sqlite3's arguments passed on as sqlite3 takes them, and interrupt() reaching a 
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from contextlib import closing
 
@@ -53,6 +54,23 @@ def test_a_new_file_goes_to_wal_at_its_first_write(mp_connect, db_path, first):
     level = sqlite3.Cursor(conn).execute("pragma synchronous").fetchone()
     assert level == ((2,) if expected != "wal" else (1,))  # group commit runs at NORMAL
     assert conn.execute("pragma synchronous").fetchone() == (2,)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="autocommit= is new in Python 3.12")
+def test_a_new_file_under_autocommit_false_goes_to_wal_with_the_next_connection(
+        mp_connect, db_path):
+    """Its transaction never ends, and SQLite changes a journal mode only outside one."""
+    conn = mp_connect(autocommit=False)
+    conn.execute("create table t(x)")
+    conn.execute("insert into t values (1)")
+    conn.commit()
+    assert conn.in_transaction
+    assert conn.execute("pragma journal_mode").fetchone() == ("delete",)
+    assert sqlite3.Cursor(conn).execute("pragma synchronous").fetchone() == (2,)  # FULL
+    conn.close()
+    later = mp_connect(autocommit=False)
+    assert later.execute("pragma journal_mode").fetchone() == ("wal",)
+    assert later.execute("select x from t").fetchall() == [(1,)]
 
 
 def test_wal_false_keeps_rollback_journal(mp_connect, db_path):
